@@ -1,0 +1,18 @@
+/* quant.h: CPU quantizers and dequantizers for every dtype in dtype.h, byte-compatible with GGUF's
+ * block definitions. These are the reference the GPU dequant kernels are tested against.
+ * Implementation: model/quant.c (dequantizers), model/quantize.c (quantizers). */
+#ifndef DG_MODEL_QUANT_H
+#define DG_MODEL_QUANT_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+#include "model/dtype.h"
+
+/* Dequantizes `n` elements (a multiple of the block size) from `src` (dtype dt) to float32 `dst`. */
+dg_status dg_dequantize(enum dg_dtype dt, const void *src, float *dst, uint64_t n);
+/* Quantizes `n` float32 elements (a multiple of the block size) into dtype dt at `dst`
+ * (dg_dtype_row_bytes(dt, n) bytes). Supported targets: f32, f16, bf16, q8_0, q4_k, q6_k, q4_0, q5_0, q5_k. */
+dg_status dg_quantize(enum dg_dtype dt, const float *src, void *dst, uint64_t n);
+
+#endif
