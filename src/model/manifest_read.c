@@ -23,6 +23,7 @@
 #define MAX_DIM (1ll << 40)
 
 struct manifest_priv {
+    struct dg_model_priv base; /* first, so dg_model_close can find the close hook */
     int n_maps;
     void **maps;
     uint64_t *lens;
@@ -272,6 +273,8 @@ dg_status dg_model_open_manifest(const char *dir, struct dg_model *m)
         goto fail;
     }
     p = calloc(1, sizeof *p);
+    if (p)
+        p->base.close = dg_model_close_manifest;
     m->tensors = calloc((size_t)nt, sizeof *m->tensors);
     int *tshard = calloc((size_t)nt, sizeof *tshard);
     uint64_t *toff = calloc((size_t)nt, sizeof *toff);
