@@ -27,8 +27,6 @@ static inline void put_f16(uint8_t *p, float v)
     p[1] = (uint8_t)(h >> 8);
 }
 
-static inline float f16_round(float v) { return dg_f16_to_f32(dg_f32_to_f16(v)); }
-
 static inline void put_le32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
