@@ -10,6 +10,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,10 @@
 #define CHUNK_ELEMS (8u << 20) /* f32 elements per chunk: 32 MiB */
 #define DEFAULT_SHARD_SIZE (1ull << 30)
 #define MAX_PARTS 2
+
+static volatile sig_atomic_t cancelled;
+
+void dg_convert_cancel(void) { cancelled = 1; }
 
 static const char *const scheme_names[] = {"f32", "f16", "bf16", "q8_0", "q4_k_m"};
 
@@ -545,6 +550,10 @@ static dg_status write_job(struct conv *c, const struct job *j)
     dg_status st = DG_OK;
     for (int64_t b = 0; b < j->batch && st == DG_OK; b++) {
         for (int64_t r0 = 0; r0 < orows && st == DG_OK; r0 += step) {
+            if (cancelled) {
+                st = dg_fail(DG_E_IO, "conversion interrupted; nothing was written to %s", c->o->output);
+                break;
+            }
             int64_t r1 = r0 + step < orows ? r0 + step : orows, nr = r1 - r0;
             struct fetch_ctx f = {.j = j, .seed = c->o->seed, .b = b, .out = c->buf};
             if (j->transpose)
@@ -749,6 +758,7 @@ static dg_status load_random_config(const char *path, struct dg_hparams *hp)
 dg_status dg_convert(const struct dg_convert_opts *o, struct dg_convert_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
+    cancelled = 0;
     double t0 = now_s();
     struct stat sb;
     if (!o->force && lstat(o->output, &sb) == 0)
