@@ -15,38 +15,19 @@ struct sym {
     uint32_t off, len; /* bytes of the pre-token this symbol covers */
 };
 
-struct cand {
-    int32_t rank;  /* BPE: merge rank (lower first); SPM: unused */
-    float score;   /* SPM: higher first */
-    int32_t pos;   /* left symbol */
-    int32_t right; /* SPM: right symbol */
-    int32_t merged;
-    uint32_t size; /* SPM: byte length of the merged text, to detect stale entries */
-};
-
+/* A candidate merge is one 64-bit key, priority in the high half and the left symbol's index in the low
+ * half, so the heap compares integers and stays small in cache; everything else is re-read when it pops
+ * (a stale candidate is one whose pair no longer has that priority). */
 struct heap {
-    struct cand *v;
+    uint64_t *v;
     size_t n, cap;
-    bool spm;
 };
 
-static bool cand_less(const struct heap *h, const struct cand *a, const struct cand *b)
-{
-    if (h->spm) {
-        if (a->score != b->score)
-            return a->score > b->score;
-        return a->pos < b->pos;
-    }
-    if (a->rank != b->rank)
-        return a->rank < b->rank;
-    return a->pos < b->pos;
-}
-
-static bool heap_push(struct heap *h, struct cand c)
+static bool heap_push(struct heap *h, uint64_t key)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        struct cand *v = realloc(h->v, cap * sizeof *v);
+        uint64_t *v = realloc(h->v, cap * sizeof *v);
         if (!v)
             return false;
         h->v = v;
@@ -55,34 +36,41 @@ static bool heap_push(struct heap *h, struct cand c)
     size_t i = h->n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!cand_less(h, &c, &h->v[p]))
+        if (h->v[p] <= key)
             break;
         h->v[i] = h->v[p];
         i = p;
     }
-    h->v[i] = c;
+    h->v[i] = key;
     return true;
 }
 
-static struct cand heap_pop(struct heap *h)
+static uint64_t heap_pop(struct heap *h)
 {
-    struct cand top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
+    uint64_t top = h->v[0], last = h->v[--h->n];
+    size_t i = 0, n = h->n;
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct cand *best = &last;
-        if (l < h->n && cand_less(h, &h->v[l], best))
-            m = l, best = &h->v[l];
-        if (r < h->n && cand_less(h, &h->v[r], best))
-            m = r;
-        if (m == i)
+        size_t l = 2 * i + 1;
+        if (l >= n)
+            break;
+        size_t m = (l + 1 < n && h->v[l + 1] < h->v[l]) ? l + 1 : l;
+        if (h->v[m] >= last)
             break;
         h->v[i] = h->v[m];
         i = m;
     }
-    if (h->n)
+    if (n)
         h->v[i] = last;
     return top;
+}
+
+/* Maps a score to an unsigned key that sorts the highest score first. */
+static uint32_t score_key(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* ascending with the score */
+    return ~u;
 }
 
 static bool ids_push(int32_t **ids, size_t *n, size_t *cap, int32_t id)
@@ -201,7 +189,8 @@ static bool bpe_try_push(const struct dg_tokenizer *tok, struct heap *h, const s
     int32_t rank, merged;
     if (!tok_pairmap_get(&tok->merges, sy->v[pos].id, sy->v[nx].id, &rank, &merged))
         return true;
-    return heap_push(h, (struct cand){.rank = rank, .pos = pos, .merged = merged});
+    (void)merged;
+    return heap_push(h, ((uint64_t)(uint32_t)rank << 32) | (uint32_t)pos);
 }
 
 static dg_status bpe_word(const struct dg_tokenizer *tok, const char *s, size_t n, int32_t **ids, size_t *n_ids,
@@ -219,21 +208,22 @@ static dg_status bpe_word(const struct dg_tokenizer *tok, const char *s, size_t 
         if (!bpe_try_push(tok, &h, &sy, (int32_t)i))
             rc = OOM();
     while (rc == DG_OK && h.n) {
-        struct cand c = heap_pop(&h);
-        struct sym *a = &sy.v[c.pos];
+        uint64_t key = heap_pop(&h);
+        int32_t pos = (int32_t)(uint32_t)key;
+        struct sym *a = &sy.v[pos];
         if (a->len == 0 || a->next < 0)
             continue;
         struct sym *b = &sy.v[a->next];
         int32_t rank, merged;
-        if (!tok_pairmap_get(&tok->merges, a->id, b->id, &rank, &merged) || rank != c.rank || merged != c.merged)
+        if (!tok_pairmap_get(&tok->merges, a->id, b->id, &rank, &merged) || (uint32_t)rank != (uint32_t)(key >> 32))
             continue; /* stale: one side changed since this candidate was queued */
         a->id = merged;
         a->len += b->len;
         a->next = b->next;
         b->len = 0;
         if (a->next >= 0)
-            sy.v[a->next].prev = c.pos;
-        if (!bpe_try_push(tok, &h, &sy, a->prev) || !bpe_try_push(tok, &h, &sy, c.pos))
+            sy.v[a->next].prev = pos;
+        if (!bpe_try_push(tok, &h, &sy, a->prev) || !bpe_try_push(tok, &h, &sy, pos))
             rc = OOM();
     }
     for (int32_t i = sy.n ? 0 : -1; rc == DG_OK && i >= 0; i = sy.v[i].next)
@@ -252,17 +242,18 @@ static bool spm_try_push(const struct dg_tokenizer *tok, struct heap *h, const s
     if (l < 0 || r < 0)
         return true;
     uint32_t off = sy->v[l].off, size = sy->v[l].len + sy->v[r].len;
+    (void)r;
     int32_t id = tok_strmap_get(&tok->vocab, s + off, size);
     if (id < 0)
         return true;
-    return heap_push(h, (struct cand){.score = tok->scores[id], .pos = l, .right = r, .merged = id, .size = size});
+    return heap_push(h, ((uint64_t)score_key(tok->scores[id]) << 32) | (uint32_t)l);
 }
 
 static dg_status spm_text(const struct dg_tokenizer *tok, const char *s, size_t n, int32_t **ids, size_t *n_ids,
                           size_t *cap)
 {
     struct syms sy = {0};
-    struct heap h = {.spm = true};
+    struct heap h = {0};
     dg_status rc = DG_OK;
     for (size_t i = 0; i < n && rc == DG_OK;) {
         uint32_t cp;
@@ -279,16 +270,21 @@ static dg_status spm_text(const struct dg_tokenizer *tok, const char *s, size_t 
         if (!spm_try_push(tok, &h, &sy, s, (int32_t)i - 1, (int32_t)i))
             rc = OOM();
     while (rc == DG_OK && h.n) {
-        struct cand c = heap_pop(&h);
-        struct sym *a = &sy.v[c.pos], *b = &sy.v[c.right];
-        if (a->len == 0 || b->len == 0 || a->len + b->len != c.size || a->next != c.right)
+        uint64_t key = heap_pop(&h);
+        int32_t pos = (int32_t)(uint32_t)key;
+        struct sym *a = &sy.v[pos];
+        if (a->len == 0 || a->next < 0)
             continue;
+        struct sym *b = &sy.v[a->next];
+        int32_t id = tok_strmap_get(&tok->vocab, s + a->off, a->len + b->len);
+        if (id < 0 || score_key(tok->scores[id]) != (uint32_t)(key >> 32))
+            continue; /* stale */
         a->len += b->len;
         b->len = 0;
         a->next = b->next;
         if (a->next >= 0)
-            sy.v[a->next].prev = c.pos;
-        if (!spm_try_push(tok, &h, &sy, s, a->prev, c.pos) || !spm_try_push(tok, &h, &sy, s, c.pos, a->next))
+            sy.v[a->next].prev = pos;
+        if (!spm_try_push(tok, &h, &sy, s, a->prev, pos) || !spm_try_push(tok, &h, &sy, s, pos, a->next))
             rc = OOM();
     }
     for (int32_t i = sy.n ? 0 : -1; rc == DG_OK && i >= 0; i = sy.v[i].next) {
