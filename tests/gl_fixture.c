@@ -1,9 +1,12 @@
-/* gl_fixture.c: opens the shared test context once, the way main.c would, and closes it at exit. */
+/* gl_fixture.c: opens the shared test context once with the CLI's settings (files, DOPPLER_GL_* environment), and closes it at exit. */
 #include "gl_fixture.h"
 
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/common.h"
+#include "core/settings.h"
 #include "test.h"
 
 static struct dg_gl *shared_gl;
@@ -19,8 +22,11 @@ struct dg_gl *dg_test_gl(void)
         /* Same allocator tuning as main.c: llvmpipe page-faults badly under the default mmap threshold. */
         mallopt(M_MMAP_THRESHOLD, 64 << 20);
         mallopt(M_TRIM_THRESHOLD, 128 << 20);
-        struct dg_gl_options opt = {.platform = getenv("DOPPLER_GL_PLATFORM"), .device = getenv("DOPPLER_GL_DEVICE")};
-        if (dg_gl_open(&opt, &shared_gl) == DG_OK)
+        struct dg_settings s;
+        dg_status st = dg_settings_load(&s);
+        if (st == DG_OK)
+            st = dg_cli_gl_open(&s, &shared_gl);
+        if (st == DG_OK)
             atexit(close_gl);
         else
             snprintf(why, sizeof why, "%s", dg_last_error());

@@ -71,6 +71,18 @@ struct dg_define {
  * back as DG_E_GL with the file name, real line numbers and the info log. */
 dg_status dg_gl_program(struct dg_gl *gl, const char *file, const struct dg_define *defs, int n_defs,
                         GLuint *out);
+/* The program caches' state, for `info` and tests. */
+struct dg_program_cache_info {
+    bool enabled;          /* on-disk binaries in use (setting on and the driver has binary formats) */
+    char dir[512];         /* where they live ("" when no cache directory could be found) */
+    int n_programs;        /* distinct (file, defines) programs in this process */
+    uint64_t compiled;     /* compiled from source */
+    uint64_t loaded;       /* loaded from a disk binary */
+    uint64_t stored;       /* binaries written */
+    uint64_t rejected;     /* stale or corrupt entries found (deleted and rebuilt) */
+    double build_ms;       /* wall time in compile/link/binary load (llvmpipe compiles at first dispatch) */
+};
+void dg_gl_program_cache_info(const struct dg_gl *gl, struct dg_program_cache_info *out);
 /* Directory the shaders are read from (DOPPLER_GL_DATADIR/glsl, installed share dir, or the source tree). */
 const char *dg_gl_shader_dir(void);
 

@@ -48,10 +48,7 @@ struct dg_gl {
     struct dg_program_entry **prog_buckets;
     int n_prog_buckets, n_programs;
     int program_cache; /* 1 on, 0 off: the on-disk binary cache */
-    struct dg_program_cache_stats {
-        uint64_t compiled, binary_loaded, binary_stored, binary_rejected;
-        double compile_ms;
-    } prog_stats;
+    struct dg_program_cache_info prog_stats;
 
     /* pool (pool.c) */
     struct dg_pool_class *pool;

@@ -408,7 +408,7 @@ dg_status dg_gl_program(struct dg_gl *gl, const char *file, const struct dg_defi
                 dg_progcache_store(gl, key.p, src.p, prog);
             }
         }
-        gl->prog_stats.compile_ms += dg_now_ms() - t0;
+        gl->prog_stats.build_ms += dg_now_ms() - t0;
     }
     free(ss);
     free(src.p);
