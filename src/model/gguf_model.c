@@ -22,6 +22,7 @@
 #include "model/gguf.h"
 
 struct gguf_model_priv {
+    struct dg_model_priv base; /* first, so dg_model_close finds the close hook */
     struct dg_gguf *g;
 };
 
@@ -639,6 +640,7 @@ dg_status dg_model_from_gguf(struct dg_gguf *g, struct dg_model *m)
         free(priv);
         return st;
     }
+    priv->base.close = dg_model_close_gguf;
     priv->g = g;
     m->source = DG_SRC_GGUF;
     snprintf(m->path, sizeof m->path, "%s", g->path);
