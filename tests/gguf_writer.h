@@ -142,7 +142,7 @@ static uint8_t *gw_finish(struct gw *kv, const struct gw_tensors *ts, uint32_t a
 }
 
 /* Dimensions of the test models. */
-enum { GW_H = 64, GW_NH = 2, GW_NKV = 1, GW_HD = 32, GW_FF = 64, GW_L = 2, GW_V = 16, GW_E = 4, GW_EU = 2,
+enum { GW_H = 32, GW_NH = 2, GW_NKV = 1, GW_HD = 16, GW_FF = 64, GW_L = 2, GW_V = 16, GW_E = 4, GW_EU = 2,
        GW_EFF = 32 };
 
 /* A complete small model of `arch` ("llama", "mixtral", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3",

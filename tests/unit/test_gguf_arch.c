@@ -106,7 +106,7 @@ DG_TEST(gguf_arch_gemma)
         CHECK(hp->norm_style == DG_NORM_RMS); /* the file already holds 1 + w */
         CHECK(hp->act == DG_ACT_GELU_TANH && hp->sandwich_norm && hp->tie_embeddings);
         CHECK(hp->attn_softcap == 50.0f && hp->final_softcap == 30.0f);
-        CHECK_NEAR(hp->embed_scale, 8.0, 1e-6);
+        CHECK_NEAR(hp->embed_scale, sqrt(GW_H), 1e-6);
         CHECK_NEAR(hp->attn_scale, 1.0 / sqrt(GW_HD), 1e-7);
         CHECK(hp->sliding_window == 512 && hp->layer_sliding[0] && !hp->layer_sliding[1]);
         CHECK(dg_model_find(&b.m, "layer.0.pre_feedforward_layernorm") != NULL); /* ffn_norm */
