@@ -19,8 +19,8 @@
  *   layer.{L}.mlp.router(.bias) [E, hidden]
  *   layer.{L}.mlp.experts.gate_proj [E, I, hidden]  .up_proj [E, I, hidden]  .down_proj [E, hidden, I]
  *   layer.{L}.mlp.experts.{gate,up,down}_proj.bias [E, I] / [E, hidden]
- * Norm weights keep the source's convention: hp.norm_style says whether (1 + w) applies. Sources whose
- * file stores another convention (GGUF Gemma adds the 1) convert it when reading. Fused source tensors
+ * Norm weights keep the source's convention: hp.norm_style says whether (1 + w) applies. GGUF Gemma files
+ * store 1 + w already: their reader sets hp.norm_style = DG_NORM_RMS instead of rewriting weights. Fused source tensors
  * (Phi-3 qkv_proj / gate_up_proj, GPT-OSS interleaved gate_up) are split by the reader into the names
  * above; readers that split must hold the split copies themselves (owned buffers). */
 #ifndef DG_MODEL_MODEL_H
@@ -46,6 +46,7 @@ struct dg_tensor {
     int64_t shape[DG_MAX_DIMS]; /* outermost first; shape[ndim-1] is contiguous */
     const void *data;           /* read-only bytes (mapped or owned by the model) */
     uint64_t nbytes;
+    bool transposed; /* stored as W^T (shape [in, out]) by `convert --transpose-weights` */
 };
 
 enum dg_model_source { DG_SRC_HF = 0, DG_SRC_MANIFEST, DG_SRC_GGUF };
@@ -61,6 +62,17 @@ struct dg_model {
 
 dg_status dg_model_open(const char *path, struct dg_model *m);
 void dg_model_close(struct dg_model *m);
+
+/* Per-source openers (dg_model_open picks one by what the path is). */
+dg_status dg_model_open_hf(const char *dir, struct dg_model *m);      /* model/hf_model.c */
+dg_status dg_model_open_manifest(const char *dir, struct dg_model *m); /* model/manifest*.c */
+dg_status dg_model_open_gguf(const char *file, struct dg_model *m);    /* model/gguf*.c */
+
+/* Every source's `priv` starts with this, so dg_model_close can release a model from any source: `close`
+ * frees the source's mappings, owned buffers and m->tensors. */
+struct dg_model_priv {
+    void (*close)(struct dg_model *m);
+};
 /* NULL when absent. */
 const struct dg_tensor *dg_model_find(const struct dg_model *m, const char *name);
 /* Like dg_model_find but with a printf-style name: dg_model_findf(m, "layer.%d.mlp.up_proj", l). */
