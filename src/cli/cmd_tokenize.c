@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "tok/model_tokenizer.h"
 #include "tok/tokenizer.h"
 
 static void usage(FILE *out)
@@ -138,15 +139,7 @@ static int run(int argc, char **argv)
     struct dg_tokenizer *tok = NULL;
     dg_status st;
     if (model) {
-        struct stat sb;
-        size_t ml = strlen(model);
-        if (stat(model, &sb) == 0 && S_ISREG(sb.st_mode) && ml > 5 && !strcmp(model + ml - 5, ".gguf"))
-            st = dg_fail(DG_E_UNSUPPORTED, "%s: tokenizing with a GGUF model's vocabulary is not wired into this "
-                         "command yet; use a folder with tokenizer.json", model);
-        else if (stat(model, &sb) == 0 && S_ISREG(sb.st_mode))
-            st = dg_tokenizer_load(model, NULL, &tok);
-        else
-            st = dg_tokenizer_load_dir(model, &tok);
+        st = dg_tokenizer_for_model_path(model, &tok);
     } else {
         /* tokenizer_config.json beside the file carries BOS/EOS and add_bos_token. */
         char *cfg = malloc(strlen(tokfile) + 32);
