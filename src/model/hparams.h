@@ -124,6 +124,7 @@ struct dg_hparams {
     int moe_intermediate; /* expert FFN width */
     bool norm_topk_prob;
     enum dg_router router;
+    float router_jitter; /* PhiMoE sparsemixer: router_jitter_noise, the relative gap that masks experts */
     bool layer_moe[DG_MAX_LAYERS]; /* from decoder_sparse_step / mlp_only_layers */
 
     int bos_id;                /* -1 when none */

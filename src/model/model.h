@@ -61,6 +61,17 @@ struct dg_model {
 
 dg_status dg_model_open(const char *path, struct dg_model *m);
 void dg_model_close(struct dg_model *m);
+
+/* Per-source openers (dg_model_open picks one by what the path is). */
+dg_status dg_model_open_hf(const char *dir, struct dg_model *m);      /* model/hf_model.c */
+dg_status dg_model_open_manifest(const char *dir, struct dg_model *m); /* model/manifest*.c */
+dg_status dg_model_open_gguf(const char *file, struct dg_model *m);    /* model/gguf*.c */
+
+/* Every source's `priv` starts with this, so dg_model_close can release a model from any source: `close`
+ * frees the source's mappings, owned buffers and m->tensors. */
+struct dg_model_priv {
+    void (*close)(struct dg_model *m);
+};
 /* NULL when absent. */
 const struct dg_tensor *dg_model_find(const struct dg_model *m, const char *name);
 /* Like dg_model_find but with a printf-style name: dg_model_findf(m, "layer.%d.mlp.up_proj", l). */
