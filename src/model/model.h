@@ -46,6 +46,7 @@ struct dg_tensor {
     int64_t shape[DG_MAX_DIMS]; /* outermost first; shape[ndim-1] is contiguous */
     const void *data;           /* read-only bytes (mapped or owned by the model) */
     uint64_t nbytes;
+    bool transposed; /* stored as W^T (shape [in, out]) by `convert --transpose-weights` */
 };
 
 enum dg_model_source { DG_SRC_HF = 0, DG_SRC_MANIFEST, DG_SRC_GGUF };
