@@ -72,7 +72,7 @@ struct dg_kp_entry {
 struct dg_kp_kernel {
     char name[DG_KP_NAME];
     char file[DG_KP_VALUE];
-    char description[160];
+    char description[512];
     char ops[DG_KP_MAX_OPS][DG_KP_NAME];
     int n_ops;
     struct dg_kp_knob knobs[DG_KP_MAX_KNOBS];
