@@ -37,14 +37,14 @@ float wg_sum(float v)
 {
     uint lid = gl_LocalInvocationID.x;
     red[lid] = v;
-    barrier();
+    WG_BARRIER();
     for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
         if (lid < s)
             red[lid] += red[lid + s];
-        barrier();
+        WG_BARRIER();
     }
     float r = red[0];
-    barrier();
+    WG_BARRIER();
     return r;
 }
 

@@ -27,7 +27,7 @@ void main()
     }
     bv[lid] = best;
     bi[lid] = idx;
-    barrier();
+    WG_BARRIER();
     for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
         if (lid < s) {
             float o = bv[lid + s];
@@ -37,7 +37,7 @@ void main()
                 bi[lid] = oi;
             }
         }
-        barrier();
+        WG_BARRIER();
     }
     if (lid == 0u)
         tok[t] = bi[0] == 0xffffffffu ? 0u : bi[0];

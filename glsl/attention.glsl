@@ -74,14 +74,14 @@ float wg_reduce(float v, bool is_max)
 {
     uint lid = gl_LocalInvocationID.x;
     red[lid] = v;
-    barrier();
+    WG_BARRIER();
     for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
         if (lid < s)
             red[lid] = is_max ? max(red[lid], red[lid + s]) : red[lid] + red[lid + s];
-        barrier();
+        WG_BARRIER();
     }
     float r = red[0];
-    barrier();
+    WG_BARRIER();
     return r;
 }
 
@@ -106,7 +106,7 @@ void main()
     uint kb = kvh * uint(HD);
     for (uint d = lid; d < uint(HD); d += uint(WG_SIZE))
         qs[d] = Q[(t * uint(NH) + h) * uint(HD) + d];
-    barrier();
+    WG_BARRIER();
 
     float m = -3.0e38, l = 0.0;
     float acc[NACC];
@@ -150,7 +150,7 @@ void main()
             }
         }
         m = mn;
-        barrier();
+        WG_BARRIER();
     }
 #ifdef ATTN_SPLIT
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);

@@ -50,3 +50,9 @@ float stable_tanh(float x)
     float e = exp(-2.0 * abs(x));
     return sign(x) * (1.0 - e) / (1.0 + e);
 }
+
+// Workgroup barrier that also orders shared-memory accesses. GLES 3.1's barrier() alone let Mesa move a
+// shared load across it (a second reduction read stale values), so every kernel uses this.
+#define WG_BARRIER() \
+    memoryBarrierShared(); \
+    barrier()

@@ -136,7 +136,7 @@ void main()
             uint t = t0 + tt;
             xs[i] = (t < u_ntok && kk * 4u < kn) ? X4[(t * uint(K) + k0) / 4u + kk] : vec4(0.0);
         }
-        barrier();
+        WG_BARRIER();
         if (live) {
             for (uint c = k0 / uint(WCH); c < (k0 + kn) / uint(WCH); c++) {
                 float w[WCH];
@@ -151,7 +151,7 @@ void main()
 #endif
             }
         }
-        barrier();
+        WG_BARRIER();
     }
     if (!live)
         return;
@@ -228,7 +228,7 @@ void main()
         redu[lid / uint(SUBGROUP_SIZE)] = accu;
 #endif
     }
-    barrier();
+    WG_BARRIER();
     if (l == 0u) {
         uint s0 = lid / uint(SUBGROUP_SIZE);
         for (uint i = 1u; i < uint(TPR / SUBGROUP_SIZE); i++) {
@@ -244,7 +244,7 @@ void main()
 #if GLU
     redu[lid] = accu;
 #endif
-    barrier();
+    WG_BARRIER();
     for (uint s = uint(TPR) / 2u; s > 0u; s >>= 1) {
         if (l < s) {
             red[lid] += red[lid + s];
@@ -252,7 +252,7 @@ void main()
             redu[lid] += redu[lid + s];
 #endif
         }
-        barrier();
+        WG_BARRIER();
     }
     acc = red[lid];
 #if GLU

@@ -64,8 +64,41 @@ void conf_ref_free(struct conf_ref *r)
     r->logits = NULL;
 }
 
+static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const char *path_id, const struct conf_ref *r,
+                            int mode, float *logits, float *hidden);
+
 dg_status conf_run(struct dg_gl *gl, const struct dg_model *m, const char *path_id, const struct conf_ref *r, int mode,
                    float *logits)
+{
+    return conf_run_h(gl, m, path_id, r, mode, logits, NULL);
+}
+
+void conf_hidden_report(struct dg_gl *gl, const struct dg_model *m, const char *dir, const char *path_id,
+                        const struct conf_ref *r)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/hidden.f32", dir);
+    size_t len = 0;
+    float *ref = (float *)dg_test_read_file(path, &len);
+    size_t H = (size_t)m->hp.hidden, n = (size_t)r->n_tokens, nl = (size_t)m->hp.n_layers + 1;
+    float *hid = calloc(nl * n * H, 4), *lg = malloc(n * (size_t)m->hp.vocab * 4);
+    if (ref && len == nl * n * H * 4 && hid && lg && conf_run_h(gl, m, path_id, r, 1, lg, hid) == DG_OK) {
+        for (size_t l = 0; l < nl; l++) {
+            int row;
+            double w = conf_worst(hid + l * n * H, ref + l * n * H, (int)n, (int)H, &row);
+            printf("      hidden[%zu] worst relative error %.2e (position %d); per position:", l, w, row);
+            for (size_t t = 0; t < n && t < 12; t++)
+                printf(" %.1e", conf_worst(hid + (l * n + t) * H, ref + (l * n + t) * H, 1, (int)H, NULL));
+            printf("\n");
+        }
+    }
+    free(ref);
+    free(hid);
+    free(lg);
+}
+
+static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const char *path_id, const struct conf_ref *r,
+                            int mode, float *logits, float *hidden)
 {
     const struct dg_kp_registry *rg = conf_registry();
     if (!rg)
@@ -91,7 +124,7 @@ dg_status conf_run(struct dg_gl *gl, const struct dg_model *m, const char *path_
             ids[i] = r->tokens[i];
         size_t V = (size_t)m->hp.vocab;
         if (mode == 1) {
-            st = dg_exec_forward(ex, ids, r->n_tokens, logits, NULL);
+            st = dg_exec_forward(ex, ids, r->n_tokens, logits, hidden);
         } else {
             st = dg_exec_forward(ex, ids, r->prompt_len, logits, NULL);
             for (int i = r->prompt_len; !st && i < r->n_tokens; i++)

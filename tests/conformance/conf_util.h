@@ -23,6 +23,9 @@ void conf_ref_free(struct conf_ref *r);
  * decode per remaining token, mode 1 = one prefill of all tokens. Writes [n][vocab] logits. */
 dg_status conf_run(struct dg_gl *gl, const struct dg_model *m, const char *path_id, const struct conf_ref *r, int mode,
                    float *logits);
+/* Prints the per-layer hidden-state error against hidden.f32 (to find where a path drifts). */
+void conf_hidden_report(struct dg_gl *gl, const struct dg_model *m, const char *dir, const char *path_id,
+                        const struct conf_ref *r);
 /* Worst error over rows: max_i |a - b| / max(1, max_i |b|) per row; returns the max over rows and its row. */
 double conf_worst(const float *a, const float *b, int rows, int vocab, int *worst_row);
 

@@ -42,7 +42,7 @@ static void run_family_format(int fi, const char *fmt, double tol)
     CHECK(conf_ref_load(dir, m.hp.vocab, &r) && r.logits);
     if (r.logits) {
         char pid[64];
-        snprintf(pid, sizeof pid, "%s-%s", fams[fi].family, fmt);
+        if (fmt[0] == 47) snprintf(pid, sizeof pid, "%s.json", fmt); else snprintf(pid, sizeof pid, "%s-%s", fams[fi].family, fmt);
         float *lg = malloc((size_t)r.n_tokens * (size_t)m.hp.vocab * 4);
         for (int mode = 0; mode < 2 && lg; mode++) {
             memset(lg, 0, (size_t)r.n_tokens * (size_t)m.hp.vocab * 4);
@@ -55,6 +55,8 @@ static void run_family_format(int fi, const char *fmt, double tol)
             printf("    %-22s %-28s worst relative logit error %.2e (position %d)\n", pid,
                    mode ? "prefill all 40" : "prefill 12 + 28 decodes", w, row);
             CHECK_MSG(w <= tol, "%s mode %d: worst error %.3e at position %d > %.1e", pid, mode, w, row, tol);
+            if (w > tol && mode == 1)
+                conf_hidden_report(gl, &m, dir, pid, &r);
         }
         free(lg);
     }
@@ -71,5 +73,6 @@ FAM_TESTS(1, mistral)
 FAM_TESTS(2, qwen2)
 FAM_TESTS(3, qwen3)
 FAM_TESTS(4, gemma2)
+DG_TEST(conf_dbg) { run_family_format(4, "/tmp/dbg-a", 1e-3); }
 FAM_TESTS(5, gemma3)
 FAM_TESTS(6, phi3)
