@@ -19,6 +19,10 @@
 struct dg_gl_options {
     const char *platform; /* NULL or "auto" = try gbm, device, surfaceless, default in turn */
     const char *device;   /* a /dev/dri/renderD* path or an EGL device index; NULL = first usable */
+    /* Added after the first contract (zero = default, so older initializers keep working): */
+    int64_t max_ssbo_block; /* > 0: lower the max SSBO block size to this many bytes (testing the split
+                             * path on llvmpipe, which does not enforce its limit); 0 = the driver's */
+    int program_cache;      /* on-disk program-binary cache: 0 = default, 1 = on, -1 = off */
 };
 
 struct dg_gl_caps {
@@ -49,6 +53,9 @@ void dg_gl_close(struct dg_gl *gl);
 const struct dg_gl_caps *dg_gl_caps(const struct dg_gl *gl);
 const char *dg_gl_platform_name(const struct dg_gl *gl); /* "gbm", "device", "surfaceless", "default" */
 const char *dg_gl_device_name(const struct dg_gl *gl);   /* render node path or EGL device description */
+/* Lowers (never raises) max_ssbo_block_size on an open context; bytes <= 0 restores the driver's value.
+ * For tests of the oversized-tensor path. */
+void dg_gl_set_max_ssbo_block(struct dg_gl *gl, int64_t bytes);
 /* Checks glGetError; on error records "<what>: GL error 0x…" and returns DG_E_GL. */
 dg_status dg_gl_check(const char *what);
 
@@ -64,6 +71,21 @@ struct dg_define {
  * back as DG_E_GL with the file name, real line numbers and the info log. */
 dg_status dg_gl_program(struct dg_gl *gl, const char *file, const struct dg_define *defs, int n_defs,
                         GLuint *out);
+/* The program caches' state, for `info` and tests. */
+struct dg_program_cache_info {
+    bool enabled;          /* on-disk binaries in use (setting on and the driver has binary formats) */
+    char dir[512];         /* where they live ("" when no cache directory could be found) */
+    int n_programs;        /* distinct (file, defines) programs in this process */
+    uint64_t compiled;     /* compiled from source */
+    uint64_t loaded;       /* loaded from a disk binary */
+    uint64_t stored;       /* binaries written */
+    uint64_t rejected;     /* stale or corrupt entries found (deleted and rebuilt) */
+    double build_ms;       /* wall time in compile/link/binary load (llvmpipe compiles at first dispatch) */
+};
+void dg_gl_program_cache_info(const struct dg_gl *gl, struct dg_program_cache_info *out);
+/* Deletes every program this process compiled and forgets them, so the next dg_gl_program goes to the
+ * disk cache or the compiler again. Program ids obtained before become invalid: for tests of the cache. */
+void dg_gl_program_forget_all(struct dg_gl *gl);
 /* Directory the shaders are read from (DOPPLER_GL_DATADIR/glsl, installed share dir, or the source tree). */
 const char *dg_gl_shader_dir(void);
 
