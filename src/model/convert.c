@@ -550,6 +550,18 @@ static dg_status write_job(struct conv *c, const struct job *j)
     const struct dg_dtype_info *info = dg_dtype_info(j->dtype);
     uint64_t orow_bytes = j->layout == DG_LAYOUT_FLAT ? 0 : dg_dtype_row_bytes(j->dtype, (uint64_t)ocols);
     int64_t step = chunk_rows(j);
+    const struct dg_tensor *src = j->n_parts == 1 ? j->parts[0].src : NULL;
+    if (src && !j->transpose && j->layout == DG_LAYOUT_ROW && src->dtype == j->dtype && src->nbytes == j->out_bytes) {
+        /* already in the wanted type (a GGUF's q8_0 into q8_0, bf16 into bf16): copy the bytes, never requantize */
+        dg_status st = DG_OK;
+        for (uint64_t off = 0; off < src->nbytes && st == DG_OK; off += 64u << 20) {
+            if (cancelled)
+                return dg_fail(DG_E_IO, "conversion interrupted; nothing was written to %s", c->o->output);
+            uint64_t len = src->nbytes - off < (64u << 20) ? src->nbytes - off : 64u << 20;
+            st = emit(c, (const uint8_t *)src->data + off, len);
+        }
+        return st;
+    }
     uint8_t *colbuf = NULL, *colout = NULL; /* column layout: the whole batch's blocks, then reordered */
     uint64_t nbc = 0;
     if (j->layout == DG_LAYOUT_COLUMN) {

@@ -642,3 +642,39 @@ DG_TEST(manifest_mutations_do_not_crash)
     CHECK(refused > 0);
     free(orig);
 }
+
+DG_TEST(convert_gguf_same_type_copies_bytes)
+{
+    /* a GGUF whose q8_0 tensors go to --quantize q8_0 keeps them byte for byte (no requantization) */
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
+    char in[1024], out[1024];
+    snprintf(in, sizeof in, "%s/gguf/sotu-6m.Q8_0.gguf", fx);
+    snprintf(out, sizeof out, "%s/sotu-q8", dg_test_tmpdir());
+    struct dg_model src, m;
+    if (dg_model_open(in, &src) != DG_OK)
+        SKIP("%s cannot be opened here: %s", in, dg_last_error());
+    struct dg_convert_opts o = {.input = in, .output = out, .scheme = DG_Q_Q8_0, .threads = 2};
+    struct dg_convert_summary s;
+    CHECK_OK(dg_convert(&o, &s));
+    CHECK_OK(dg_model_open_manifest(out, &m));
+    if (dg_test_failed()) {
+        dg_model_close(&src);
+        return;
+    }
+    CHECK(hparams_equal(&src.hp, &m.hp));
+    int same = 0;
+    for (int i = 0; i < src.n_tensors; i++) {
+        const struct dg_tensor *a = &src.tensors[i], *b = dg_model_find(&m, a->name);
+        CHECK(b != NULL);
+        if (b && a->dtype == DG_DT_Q8_0) {
+            CHECK_MSG(b->dtype == DG_DT_Q8_0 && b->nbytes == a->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
+                      "%s: q8_0 bytes changed", a->name);
+            same++;
+        }
+    }
+    CHECK(same > 0);
+    dg_model_close(&m);
+    dg_model_close(&src);
+}
