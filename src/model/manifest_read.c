@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "model/manifest.h"
+#include "model/tensor_spec.h"
 
 #define MAX_MANIFEST_BYTES (64u << 20)
 #define MAX_SHARDS 4096
@@ -342,6 +343,8 @@ dg_status dg_model_open_manifest(const char *dir, struct dg_model *m)
         }
         close(fd);
     }
+    if (st == DG_OK) /* shapes against the config, so consumers can trust hp to describe the tensors */
+        st = dg_tensor_specs_check(m, path);
     for (int t = 0; t < m->n_tensors && st == DG_OK; t++)
         m->tensors[t].data = p->maps[tshard[t]] ? (const uint8_t *)p->maps[tshard[t]] + toff[t] : NULL;
     free(tshard), free(toff);

@@ -515,6 +515,11 @@ static void m_duplicate(cJSON *r)
     cJSON *t = cJSON_GetObjectItem(r, "tensors");
     cJSON_AddItemToObject(t, t->child->string, cJSON_Duplicate(t->child, 1));
 }
+static void m_config_shape(cJSON *r)
+{
+    /* sizes stay consistent, but the config now implies other shapes (8 heads of 64 → q_proj [512, 256]) */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, "config"), "n_heads", cJSON_CreateNumber(8));
+}
 static void m_bad_config(cJSON *r) { cJSON_DeleteItemFromObject(cJSON_GetObjectItem(r, "config"), "n_layers"); }
 
 DG_TEST(manifest_corrupt_folders)
@@ -532,7 +537,7 @@ DG_TEST(manifest_corrupt_folders)
         {"offset", m_offset_past_end, "past the end"}, {"dtype", m_bad_dtype, "q3_x"},
         {"size", m_bad_size, "does not match"},         {"shape", m_bad_shape, "shape[1]"},
         {"shard-name", m_bad_shard_name, "file name"}, {"config", m_bad_config, "n_layers"},
-        {"duplicate", m_duplicate, "twice"},
+        {"duplicate", m_duplicate, "twice"},            {"config-shape", m_config_shape, "expected [512, 256]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir[1024], cmd[2200];
