@@ -1,0 +1,588 @@
+/* plan.c: kernel plans. A plan is built from a profile, then a config file, then the command line (each
+ * later source overrides the earlier), picks the kernel path for a model and the variant of each step, and
+ * remembers who set every choice so --print-plan can say so. */
+/* snprintf truncation into fixed name fields is intended (lengths are validated where it matters). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "kpath/kpath.h"
+
+char *dg_kp_slurp(const char *path, size_t max);
+
+void dg_kp_choice_set(struct dg_kp_choice *c, const char *value, const char *src)
+{
+    snprintf(c->value, sizeof c->value, "%s", value);
+    snprintf(c->src, sizeof c->src, "%s", src);
+}
+
+void dg_kplan_init(struct dg_kplan *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    dg_kp_choice_set(&plan->q4k_strategy, "auto", "default");
+    dg_kp_choice_set(&plan->strict, "false", "default");
+    plan->fused_allowed = true;
+}
+
+void dg_kplan_veto_fused(struct dg_kplan *plan, const char *reason)
+{
+    plan->fused_allowed = false;
+    snprintf(plan->fused_veto_reason, sizeof plan->fused_veto_reason, "%s", reason);
+}
+
+static struct dg_kp_variants *variants_for(struct dg_kplan *plan, const char *key)
+{
+    for (int i = 0; i < plan->n_variants; i++)
+        if (strcmp(plan->variants[i].key, key) == 0)
+            return &plan->variants[i].v;
+    if (plan->n_variants >= DG_KP_MAX_VARIANTS)
+        return NULL;
+    struct dg_kp_opvariants *ov = &plan->variants[plan->n_variants++];
+    memset(ov, 0, sizeof *ov);
+    snprintf(ov->key, sizeof ov->key, "%s", key);
+    return &ov->v;
+}
+
+static const struct dg_kp_variants *variants_find(const struct dg_kplan *plan, const char *op)
+{
+    const char *key = op;
+    if (strcmp(op, "lm_head") == 0 || strcmp(op, "ffn_gate_up") == 0)
+        key = "matmul";
+    for (int i = 0; i < plan->n_variants; i++)
+        if (strcmp(plan->variants[i].key, key) == 0)
+            return &plan->variants[i].v;
+    return NULL;
+}
+
+static const char *const profiles[] = {"fast", "safe", "debug", "fused", "llvmpipe", "nvidia", "mali", "v3d", "adreno", NULL};
+
+dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
+{
+    bool known = false;
+    for (int i = 0; profiles[i]; i++)
+        known |= strcmp(profiles[i], profile) == 0;
+    if (!known)
+        return dg_fail(DG_E_USAGE,
+                       "--kernel-profile: \"%s\" is not a profile (known: fast, safe, debug, fused, llvmpipe, nvidia, "
+                       "mali, v3d, adreno)",
+                       profile);
+    char src[DG_KP_NAME];
+    snprintf(src, sizeof src, "profile %s", profile);
+    dg_kp_choice_set(&plan->profile, profile, plan->profile.src[0] ? plan->profile.src : src);
+    struct dg_kp_variants *mm = variants_for(plan, "matmul"), *at = variants_for(plan, "attention");
+    if (!mm || !at)
+        return dg_fail(DG_E_INTERNAL, "kernel plan: too many variant sets");
+    /* Prefill always benefits from reusing each weight row across tokens. */
+    dg_kp_choice_set(&mm->prefill, "tiled", src);
+    if (strcmp(profile, "fast") == 0 || strcmp(profile, "fused") == 0) {
+        dg_kp_choice_set(&plan->q4k_strategy, "fused_q4k", src);
+    } else if (strcmp(profile, "safe") == 0) {
+        dg_kp_choice_set(&plan->q4k_strategy, "dequant_f16", src);
+        dg_kp_choice_set(&mm->def, "main", src);
+        dg_kp_choice_set(&at->def, "main", src);
+    } else if (strcmp(profile, "debug") == 0) {
+        dg_kp_choice_set(&plan->q4k_strategy, "dequant_f32", src);
+        dg_kp_choice_set(&plan->kv_dtype, "f32", src);
+        dg_kp_choice_set(&plan->strict, "true", src);
+        dg_kp_choice_set(&mm->def, "main", src);
+        dg_kp_choice_set(&at->def, "main", src);
+    } else if (strcmp(profile, "llvmpipe") == 0) {
+        /* measured: barriers cost most on a CPU rasterizer, one invocation per row avoids them */
+        dg_kp_choice_set(&mm->decode, "row", src);
+        dg_kp_choice_set(&at->def, "main", src);
+    } else if (strcmp(profile, "nvidia") == 0) {
+        /* many SMs: split long-context attention across workgroups (flash-decoding) */
+        dg_kp_choice_set(&mm->decode, "main", src);
+        dg_kp_choice_set(&at->decode, "split", src);
+        dg_kp_choice_set(&plan->q4k_strategy, "fused_q4k", src);
+    } else { /* mali, v3d, adreno: no subgroups, small caches */
+        dg_kp_choice_set(&mm->decode, "main", src);
+        dg_kp_choice_set(&at->def, "main", src);
+    }
+    return DG_OK;
+}
+
+const char *dg_kplan_auto_profile(const struct dg_kp_caps *caps)
+{
+    if (!caps)
+        return "fast";
+    if (caps->is_software)
+        return "llvmpipe";
+    if (caps->subgroup)
+        return "nvidia";
+    return "mali";
+}
+
+static dg_status parse_variant_set(const char *src, const char *key, const cJSON *o, struct dg_kp_variants *v)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o)
+    {
+        if (strcmp(it->string, "roles") == 0) {
+            if (!cJSON_IsObject(it))
+                return dg_fail(DG_E_FORMAT, "%s: variants.%s.roles: expected an object of role: entry", src, key);
+            const cJSON *r;
+            cJSON_ArrayForEach(r, it)
+            {
+                if (!cJSON_IsString(r))
+                    return dg_fail(DG_E_FORMAT, "%s: variants.%s.roles.%s: expected an entry name", src, key, r->string);
+                struct dg_kp_role *role = NULL;
+                for (int i = 0; i < v->n_roles; i++)
+                    if (strcmp(v->roles[i].role, r->string) == 0)
+                        role = &v->roles[i];
+                if (!role) {
+                    if (v->n_roles >= DG_KP_MAX_ROLES)
+                        return dg_fail(DG_E_FORMAT, "%s: variants.%s.roles: more than %d roles", src, key, DG_KP_MAX_ROLES);
+                    role = &v->roles[v->n_roles++];
+                    snprintf(role->role, sizeof role->role, "%s", r->string);
+                }
+                dg_kp_choice_set(&role->entry, r->valuestring, src);
+            }
+            continue;
+        }
+        struct dg_kp_choice *c = strcmp(it->string, "default") == 0   ? &v->def
+                                 : strcmp(it->string, "prefill") == 0 ? &v->prefill
+                                 : strcmp(it->string, "decode") == 0  ? &v->decode
+                                                                      : NULL;
+        if (!c)
+            return dg_fail(DG_E_FORMAT, "%s: variants.%s.%s: unknown field (known: default, prefill, decode, roles)", src,
+                           key, it->string);
+        if (!cJSON_IsString(it))
+            return dg_fail(DG_E_FORMAT, "%s: variants.%s.%s: expected an entry name", src, key, it->string);
+        dg_kp_choice_set(c, it->valuestring, src);
+    }
+    return DG_OK;
+}
+
+static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *src)
+{
+    if (!cJSON_IsObject(o))
+        return dg_fail(DG_E_FORMAT, "%s: kernel plan: expected a JSON object", src);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o)
+    {
+        const char *k = it->string;
+        if (strcmp(k, "kernelPath") == 0 || strcmp(k, "q4kStrategy") == 0 || strcmp(k, "kvDtype") == 0 ||
+            strcmp(k, "profile") == 0) {
+            if (!cJSON_IsString(it))
+                return dg_fail(DG_E_FORMAT, "%s: %s: expected a string", src, k);
+            const char *v = it->valuestring;
+            if (strcmp(k, "kernelPath") == 0) {
+                dg_kp_choice_set(&plan->kernel_path, v, src);
+            } else if (strcmp(k, "profile") == 0) {
+                dg_status st = dg_kplan_apply_profile(plan, v);
+                if (st)
+                    return dg_fail_context(st, "%s: ", src);
+            } else if (strcmp(k, "q4kStrategy") == 0) {
+                if (strcmp(v, "auto") && strcmp(v, "fused_q4k") && strcmp(v, "dequant_f16") && strcmp(v, "dequant_f32"))
+                    return dg_fail(DG_E_FORMAT,
+                                   "%s: q4kStrategy: \"%s\" (expected auto, fused_q4k, dequant_f16 or dequant_f32)", src, v);
+                dg_kp_choice_set(&plan->q4k_strategy, v, src);
+            } else {
+                if (strcmp(v, "f16") && strcmp(v, "f32"))
+                    return dg_fail(DG_E_FORMAT, "%s: kvDtype: \"%s\" (expected f16 or f32)", src, v);
+                dg_kp_choice_set(&plan->kv_dtype, v, src);
+            }
+        } else if (strcmp(k, "strict") == 0) {
+            if (!cJSON_IsBool(it))
+                return dg_fail(DG_E_FORMAT, "%s: strict: expected true or false", src);
+            dg_kp_choice_set(&plan->strict, cJSON_IsTrue(it) ? "true" : "false", src);
+        } else if (strcmp(k, "variants") == 0) {
+            if (!cJSON_IsObject(it))
+                return dg_fail(DG_E_FORMAT, "%s: variants: expected an object (attention, matmul, or an op name)", src);
+            const cJSON *vs;
+            cJSON_ArrayForEach(vs, it)
+            {
+                if (!cJSON_IsObject(vs))
+                    return dg_fail(DG_E_FORMAT, "%s: variants.%s: expected an object", src, vs->string);
+                struct dg_kp_variants *v = variants_for(plan, vs->string);
+                if (!v)
+                    return dg_fail(DG_E_FORMAT, "%s: variants: more than %d op keys", src, DG_KP_MAX_VARIANTS);
+                dg_status st = parse_variant_set(src, vs->string, vs, v);
+                if (st)
+                    return st;
+            }
+        } else if (strcmp(k, "layerPipeline") == 0) {
+            if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) > 32)
+                return dg_fail(DG_E_FORMAT, "%s: layerPipeline: expected an array of at most 32 step roles", src);
+            plan->n_layer_pipeline = 0;
+            const cJSON *r;
+            cJSON_ArrayForEach(r, it)
+            {
+                if (!cJSON_IsString(r))
+                    return dg_fail(DG_E_FORMAT, "%s: layerPipeline[%d]: expected a step role", src, plan->n_layer_pipeline);
+                snprintf(plan->layer_pipeline[plan->n_layer_pipeline++], DG_KP_NAME, "%s", r->valuestring);
+            }
+            snprintf(plan->layer_pipeline_src, sizeof plan->layer_pipeline_src, "%s", src);
+        } else {
+            return dg_fail(DG_E_FORMAT,
+                           "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, kvDtype, "
+                           "variants, layerPipeline)",
+                           src, k);
+        }
+    }
+    return DG_OK;
+}
+
+dg_status dg_kplan_apply_json(struct dg_kplan *plan, const char *json, const char *src)
+{
+    cJSON *root = cJSON_Parse(json);
+    if (!root)
+        return dg_fail(DG_E_FORMAT, "%s: kernel plan is not valid JSON (near \"%.30s\")", src,
+                       cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    dg_status st = apply_obj(plan, root, src);
+    cJSON_Delete(root);
+    return st;
+}
+
+dg_status dg_kplan_apply_config(struct dg_kplan *plan, const char *file)
+{
+    char *text = dg_kp_slurp(file, 4u << 20);
+    if (!text)
+        return dg_fail(DG_E_IO, "%s: cannot read the config file", file);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root)
+        return dg_fail(DG_E_FORMAT, "%s: not valid JSON (near \"%.30s\")", file,
+                       cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    char src[DG_KP_NAME];
+    const char *base = strrchr(file, '/');
+    snprintf(src, sizeof src, "config %s", base ? base + 1 : file);
+    dg_status st = DG_OK;
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(root, "runtime");
+    const cJSON *in = rt ? cJSON_GetObjectItemCaseSensitive(rt, "inference") : NULL;
+    if (!in) {
+        st = dg_fail(DG_E_FORMAT, "%s: runtime.inference: missing (expected kernelPlan and/or kernelPath there)", file);
+        goto out;
+    }
+    const cJSON *kp = cJSON_GetObjectItemCaseSensitive(in, "kernelPlan");
+    if (kp && (st = apply_obj(plan, kp, src)))
+        goto out;
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(in, "kernelPath");
+    if (path) {
+        if (!cJSON_IsString(path)) {
+            st = dg_fail(DG_E_FORMAT, "%s: runtime.inference.kernelPath: expected a path id or file", file);
+            goto out;
+        }
+        dg_kp_choice_set(&plan->kernel_path, path->valuestring, src);
+    }
+out:
+    cJSON_Delete(root);
+    return st;
+}
+
+dg_status dg_kplan_choose_path(const struct dg_kplan *plan, const char *family, const char *weight_dtype, char *out,
+                               size_t out_size, char *src, size_t src_size)
+{
+    if (plan->kernel_path.value[0]) {
+        snprintf(out, out_size, "%s", plan->kernel_path.value);
+        snprintf(src, src_size, "%s", plan->kernel_path.src);
+        return DG_OK;
+    }
+    const char *suffix;
+    const char *why = "default for the weights";
+    if (strcmp(weight_dtype, "f32") == 0)
+        suffix = "f32";
+    else if (strcmp(weight_dtype, "f16") == 0 || strcmp(weight_dtype, "bf16") == 0)
+        suffix = "f16-native";
+    else if (strcmp(weight_dtype, "q8_0") == 0)
+        suffix = "q8_0";
+    else if (strcmp(weight_dtype, "q4_k") == 0) {
+        const char *s = plan->q4k_strategy.value;
+        why = plan->q4k_strategy.src;
+        if (strcmp(s, "dequant_f16") == 0)
+            suffix = "q4k-dequant-f16";
+        else if (strcmp(s, "dequant_f32") == 0)
+            suffix = "q4k-dequant-f32";
+        else
+            suffix = "q4k-fused";
+    } else
+        return dg_fail(DG_E_UNSUPPORTED, "no built-in kernel path for %s weights of family %s (use --kernel-path)",
+                       weight_dtype, family);
+    snprintf(out, out_size, "%s-%s", family, suffix);
+    snprintf(src, src_size, "%s", why);
+    return DG_OK;
+}
+
+dg_status dg_kplan_load_path(struct dg_kplan *plan, const struct dg_kp_registry *reg, const struct dg_kp_caps *caps,
+                             const char *family, const char *weight_dtype, struct dg_kpath *out)
+{
+    char id[1024], src[DG_KP_NAME], file[1200];
+    dg_status st = dg_kplan_choose_path(plan, family, weight_dtype, id, sizeof id, src, sizeof src);
+    if (st)
+        return st;
+    if (!plan->kernel_path.value[0])
+        dg_kp_choice_set(&plan->kernel_path, id, src);
+    if ((st = dg_kpath_resolve_file(id, file, sizeof file)) || (st = dg_kpath_load(file, reg, caps, out)))
+        return st;
+    if (out->fused && plan->fused_allowed && plan->fused_check) {
+        char reason[256] = "";
+        if (!plan->fused_check(plan->fused_check_ctx, out->id, reason, sizeof reason))
+            dg_kplan_veto_fused(plan, reason[0] ? reason : "the compatibility checker vetoed fused kernels");
+    }
+    if (out->fused && !plan->fused_allowed) {
+        if (!out->fallback[0])
+            return dg_fail(DG_E_UNSUPPORTED, "%s: fused kernels are vetoed (%s) and the path names no fallback",
+                           out->file, plan->fused_veto_reason);
+        dg_warn_once("fused-veto", "not using fused path %s: %s; using %s instead", out->id, plan->fused_veto_reason,
+                     out->fallback);
+        char fb[DG_KP_VALUE];
+        snprintf(fb, sizeof fb, "%s", out->fallback);
+        dg_kpath_free(out);
+        dg_kp_choice_set(&plan->kernel_path, fb, "fused veto");
+        if ((st = dg_kpath_resolve_file(fb, file, sizeof file)) || (st = dg_kpath_load(file, reg, caps, out)))
+            return st;
+    }
+    return DG_OK;
+}
+
+void dg_kp_resolved_free(struct dg_kp_resolved *r)
+{
+    for (int i = 0; i < 4; i++) {
+        free(r->sec[i].steps);
+        r->sec[i].steps = NULL;
+        r->sec[i].n_steps = 0;
+    }
+}
+
+/* Picks the entry for one step; returns an error only under strict. */
+static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                               const struct dg_kp_caps *caps, const char *file, const char *where, bool prefill,
+                               struct dg_kp_step *s)
+{
+    const struct dg_kp_variants *v = variants_find(plan, s->op);
+    if (!v)
+        return DG_OK;
+    const struct dg_kp_choice *c = NULL;
+    for (int i = 0; i < v->n_roles && !c; i++)
+        if (strcmp(v->roles[i].role, s->role) == 0)
+            c = &v->roles[i].entry;
+    if (!c && prefill && v->prefill.value[0])
+        c = &v->prefill;
+    if (!c && !prefill && v->decode.value[0])
+        c = &v->decode;
+    if (!c && v->def.value[0])
+        c = &v->def;
+    if (!c)
+        return DG_OK;
+    bool strict = strcmp(plan->strict.value, "true") == 0;
+    const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, s->kernel);
+    const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, c->value) : NULL;
+    /* "split" attention is only meaningful for the attention kernel; other mismatches are invalid variants */
+    if (!e) {
+        if (strict)
+            return dg_fail(DG_E_FORMAT, "%s: %s: variant \"%s\" (set by %s) is not an entry of kernel %s", file, where,
+                           c->value, c->src, s->kernel);
+        dg_warn_once(c->value, "%s: %s: variant \"%s\" (set by %s) is not an entry of kernel %s; keeping \"%s\"", file,
+                     where, c->value, c->src, s->kernel, s->entry);
+        return DG_OK;
+    }
+    for (int r = 0; caps && r < e->n_requires; r++)
+        if (strcmp(e->requires[r], "subgroup") == 0 && !caps->subgroup) {
+            if (strict)
+                return dg_fail(DG_E_UNSUPPORTED, "%s: %s: variant \"%s\" (set by %s) needs subgroups, which this device lacks",
+                               file, where, c->value, c->src);
+            dg_warn_once(c->value, "%s: variant \"%s\" needs subgroups, which this device lacks; keeping \"%s\"", where,
+                         c->value, s->entry);
+            return DG_OK;
+        }
+    snprintf(s->entry, sizeof s->entry, "%s", c->value);
+    snprintf(s->entry_src, sizeof s->entry_src, "%s", c->src);
+    return DG_OK;
+}
+
+static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                                 const struct dg_kp_caps *caps, const struct dg_kpath *p, enum dg_kp_section_id sid,
+                                 bool prefill, bool per_layer, struct dg_kp_section *out)
+{
+    const struct dg_kp_section *in = &p->sec[sid];
+    out->steps = calloc((size_t)in->n_steps * 2 + 1, sizeof *out->steps);
+    if (!out->steps)
+        return dg_fail(DG_E_NOMEM, "kernel plan: out of memory");
+    out->n_steps = 0;
+    /* order: layerPipeline (per-layer sections only) lists every step role exactly once */
+    int order[256];
+    for (int i = 0; i < in->n_steps; i++)
+        order[i] = i;
+    if (per_layer && plan->n_layer_pipeline > 0) {
+        if (plan->n_layer_pipeline != in->n_steps)
+            return dg_fail(DG_E_FORMAT, "%s: layerPipeline (%s) names %d steps; %s has %d", p->file,
+                           plan->layer_pipeline_src, plan->n_layer_pipeline, dg_kp_section_name(sid), in->n_steps);
+        bool used[256] = {0};
+        for (int i = 0; i < plan->n_layer_pipeline; i++) {
+            int found = -1;
+            for (int j = 0; j < in->n_steps && found < 0; j++)
+                if (!used[j] && strcmp(in->steps[j].role, plan->layer_pipeline[i]) == 0)
+                    found = j;
+            if (found < 0)
+                return dg_fail(DG_E_FORMAT, "%s: layerPipeline[%d] (%s): \"%s\" is not a (remaining) step role of %s",
+                               p->file, i, plan->layer_pipeline_src, plan->layer_pipeline[i], dg_kp_section_name(sid));
+            used[found] = true;
+            order[i] = found;
+        }
+    }
+    for (int i = 0; i < in->n_steps; i++) {
+        struct dg_kp_step s = in->steps[order[i]];
+        char where[80];
+        snprintf(where, sizeof where, "%s[%d]", dg_kp_section_name(sid), order[i]);
+        bool was_split = strcmp(s.entry, "split") == 0;
+        dg_status st = resolve_entry(plan, reg, caps, p->file, where, prefill, &s);
+        if (st)
+            return st;
+        if (strcmp(s.kernel, "attention") == 0 && strcmp(s.entry, "split") == 0 && !was_split && s.n_output == 1) {
+            /* expand: attention writes partials, attn_combine writes the step's original output */
+            struct dg_kp_step comb = {0};
+            snprintf(comb.op, sizeof comb.op, "attn_combine");
+            snprintf(comb.kernel, sizeof comb.kernel, "attn_combine");
+            snprintf(comb.entry, sizeof comb.entry, "main");
+            snprintf(comb.role, sizeof comb.role, "attn_combine");
+            snprintf(comb.entry_src, sizeof comb.entry_src, "%s", s.entry_src);
+            snprintf(comb.input[0], DG_KP_NAME, "attn_part");
+            comb.n_input = 1;
+            snprintf(comb.output[0], DG_KP_NAME, "%s", s.output[0]);
+            comb.n_output = 1;
+            comb.layers = s.layers;
+            for (int c = 0; c < s.n_consts; c++)
+                if (strcmp(s.consts[c].name, "NSPLIT") == 0)
+                    comb.consts[comb.n_consts++] = s.consts[c];
+            snprintf(s.output[0], DG_KP_NAME, "attn_part");
+            out->steps[out->n_steps++] = s;
+            out->steps[out->n_steps++] = comb;
+        } else {
+            out->steps[out->n_steps++] = s;
+        }
+    }
+    return DG_OK;
+}
+
+dg_status dg_kplan_resolve(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                           const struct dg_kp_caps *caps, const struct dg_kpath *p, bool prefill,
+                           struct dg_kp_resolved *out)
+{
+    memset(out, 0, sizeof *out);
+    const enum dg_kp_section_id ids[4] = {DG_KS_PRE, prefill ? DG_KS_PREFILL : DG_KS_DECODE, DG_KS_POST,
+                                          DG_KS_SAMPLING};
+    dg_status st = DG_OK;
+    for (int i = 0; i < 4 && !st; i++)
+        st = resolve_section(plan, reg, caps, p, ids[i], prefill, i == 1, &out->sec[i]);
+    if (!st) {
+        /* validate the resolved phase as a path of its own */
+        struct dg_kpath tmp = *p;
+        for (int s = 0; s < DG_KS_COUNT; s++)
+            tmp.sec[s] = (struct dg_kp_section){0};
+        tmp.sec[DG_KS_PRE] = out->sec[0];
+        tmp.sec[DG_KS_DECODE] = out->sec[1];
+        tmp.sec[DG_KS_PREFILL] = out->sec[1];
+        tmp.sec[DG_KS_POST] = out->sec[2];
+        tmp.sec[DG_KS_SAMPLING] = out->sec[3];
+        st = dg_kpath_validate(&tmp, reg, caps);
+    }
+    if (st)
+        dg_kp_resolved_free(out);
+    return st;
+}
+
+static void print_choice(FILE *out, const char *name, const struct dg_kp_choice *c, const char *unset)
+{
+    fprintf(out, "  %-22s %-20s (%s)\n", name, c->value[0] ? c->value : unset, c->src[0] ? c->src : "default");
+}
+
+static void print_steps(FILE *out, const char *title, const struct dg_kp_section *sec,
+                        const struct dg_kp_registry *reg)
+{
+    for (int i = 0; i < sec->n_steps; i++) {
+        const struct dg_kp_step *s = &sec->steps[i];
+        const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, s->kernel);
+        const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, s->entry) : NULL;
+        fprintf(out, "    %s[%d] %-12s %s/%s", title, i, s->op, s->kernel, s->entry);
+        fprintf(out, "  (%s: %s", k ? k->file : "?", s->entry_src);
+        fprintf(out, ")\n      defines:");
+        if (e && e->define[0])
+            fprintf(out, " %s", e->define);
+        for (int f = 0; k && f < k->n_file_defines; f++)
+            fprintf(out, " %s=%s", k->file_defines[f].name, k->file_defines[f].value);
+        for (int c = 0; c < s->n_consts; c++)
+            fprintf(out, " %s=%s", s->consts[c].name, s->consts[c].value);
+        for (int kn = 0; k && kn < k->n_knobs; kn++) {
+            bool set = false;
+            for (int c = 0; c < s->n_consts; c++)
+                set |= strcmp(s->consts[c].name, k->knobs[kn].name) == 0;
+            if (!set)
+                fprintf(out, " %s=%s", k->knobs[kn].name, k->knobs[kn].def);
+        }
+        fprintf(out, "\n      in:");
+        for (int j = 0; j < s->n_input; j++)
+            fprintf(out, " %s", s->input[j]);
+        if (s->n_input == 0)
+            fprintf(out, " hidden_state");
+        fprintf(out, "  out:");
+        for (int j = 0; j < s->n_output; j++)
+            fprintf(out, " %s", s->output[j]);
+        if (s->n_output == 0)
+            fprintf(out, " hidden_state");
+        for (int w = 0; w < s->n_weights; w++)
+            fprintf(out, "  %s=%s", s->weights[w].role, s->weights[w].tmpl);
+        if (s->layers != DG_KL_ALL) {
+            static const char *const ln[] = {"all", "sliding", "full", "dense", "moe"};
+            fprintf(out, "  layers=%s", ln[s->layers]);
+        }
+        fprintf(out, "\n");
+    }
+}
+
+void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpath *p,
+                    const struct dg_kp_registry *reg)
+{
+    fprintf(out, "kernel plan (choice, then who set it):\n");
+    print_choice(out, "profile", &plan->profile, "none");
+    print_choice(out, "kernelPath", &plan->kernel_path, "(by model)");
+    print_choice(out, "q4kStrategy", &plan->q4k_strategy, "auto");
+    print_choice(out, "strict", &plan->strict, "false");
+    print_choice(out, "kvDtype", &plan->kv_dtype, p ? p->kv_dtype : "f16");
+    for (int i = 0; i < plan->n_variants; i++) {
+        const struct dg_kp_opvariants *ov = &plan->variants[i];
+        char name[96];
+        snprintf(name, sizeof name, "variants.%s.default", ov->key);
+        if (ov->v.def.value[0])
+            print_choice(out, name, &ov->v.def, "");
+        snprintf(name, sizeof name, "variants.%s.prefill", ov->key);
+        if (ov->v.prefill.value[0])
+            print_choice(out, name, &ov->v.prefill, "");
+        snprintf(name, sizeof name, "variants.%s.decode", ov->key);
+        if (ov->v.decode.value[0])
+            print_choice(out, name, &ov->v.decode, "");
+        for (int r = 0; r < ov->v.n_roles; r++) {
+            snprintf(name, sizeof name, "variants.%s.roles.%s", ov->key, ov->v.roles[r].role);
+            print_choice(out, name, &ov->v.roles[r].entry, "");
+        }
+    }
+    if (plan->n_layer_pipeline) {
+        fprintf(out, "  %-22s", "layerPipeline");
+        for (int i = 0; i < plan->n_layer_pipeline; i++)
+            fprintf(out, " %s", plan->layer_pipeline[i]);
+        fprintf(out, " (%s)\n", plan->layer_pipeline_src);
+    }
+    fprintf(out, "  %-22s %s\n", "fused kernels", plan->fused_allowed ? "allowed" : plan->fused_veto_reason);
+    if (!p)
+        return;
+    fprintf(out, "kernel path %s (%s)\n  %s\n  weights on the GPU: %s, KV cache: %s\n", p->id, p->file, p->name,
+            p->weight_format, plan->kv_dtype.value[0] ? plan->kv_dtype.value : p->kv_dtype);
+    for (int phase = 0; phase < 2; phase++) {
+        struct dg_kp_resolved r;
+        if (dg_kplan_resolve(plan, reg, NULL, p, phase == 0, &r) != DG_OK) {
+            fprintf(out, "%s: cannot resolve: %s\n", phase == 0 ? "prefill" : "decode", dg_last_error());
+            continue;
+        }
+        fprintf(out, "%s:\n", phase == 0 ? "prefill (all prompt tokens, T = prompt length)" : "decode (T = 1)");
+        print_steps(out, "preLayer", &r.sec[0], reg);
+        print_steps(out, "layer", &r.sec[1], reg);
+        print_steps(out, "postLayer", &r.sec[2], reg);
+        print_steps(out, "sampling", &r.sec[3], reg);
+        dg_kp_resolved_free(&r);
+    }
+}
