@@ -353,7 +353,8 @@ dg_status dg_compat_check(const struct dg_model *m, struct dg_compat_report *out
     if (!out->tensors)
         return dg_fail(DG_E_NOMEM, "%s: out of memory", m->path);
     dg_status st = DG_OK;
-    for (int L = -1; L < nl && !st; L++) {
+    for (int li = 0; li <= nl && !st; li++) { /* the layers in order, then the final norm */
+        int L = li < nl ? li : -1;
         for (int k = 0; k < DG_CN_COUNT && !st; k++) {
             if ((L < 0) != (k == DG_CN_FINAL))
                 continue;
@@ -382,6 +383,7 @@ void dg_compat_decide(const struct dg_compat_report *r, bool force_fused, struct
 {
     memset(d, 0, sizeof *d);
     const char *worst = r->worst_tensor >= 0 ? r->tensors[r->worst_tensor].name : "none";
+    const char *model = r->model[0] ? r->model : "(in memory)";
     switch (r->status) {
     case DG_COMPAT_COMPATIBLE:
         d->allow_fused = true;
@@ -392,7 +394,7 @@ void dg_compat_decide(const struct dg_compat_report *r, bool force_fused, struct
         snprintf(d->message, sizeof d->message,
                  "model %s is on the edge of fused-kernel compatibility (WARNING, score %.2f): %s; check the "
                  "output, or use a non-fused path",
-                 r->model, r->score, r->reason);
+                 model, r->score, r->reason);
         break;
     case DG_COMPAT_INCOMPATIBLE:
         d->allow_fused = force_fused;
@@ -401,7 +403,7 @@ void dg_compat_decide(const struct dg_compat_report *r, bool force_fused, struct
             snprintf(d->message, sizeof d->message,
                      "--force-fused: using fused kernels although model %s is INCOMPATIBLE with them (score %.2f): "
                      "%s; expect wrong output (this override is for testing)",
-                     r->model, r->score, r->reason);
+                     model, r->score, r->reason);
         else /* short: the plan keeps it in a 256-byte reason */
             snprintf(d->message, sizeof d->message,
                      "the model is INCOMPATIBLE with fused kernels (score %.2f, worst %s at %.1fx its median; "
