@@ -73,6 +73,17 @@ FAM_TESTS(1, mistral)
 FAM_TESTS(2, qwen2)
 FAM_TESTS(3, qwen3)
 FAM_TESTS(4, gemma2)
-DG_TEST(conf_dbg) { run_family_format(4, "/tmp/dbg-a", 1e-3); }
 FAM_TESTS(5, gemma3)
 FAM_TESTS(6, phi3)
+
+/* The other variants (workgroup GEMV with shared-memory reduction, split attention + combine) on two
+ * families: the profiles change entries, not results. */
+static void with_profile(const char *prof, int fi)
+{
+    conf_profile = prof;
+    run_family_format(fi, "f32", 1e-3);
+    conf_profile = NULL;
+}
+DG_TEST(conf_llama_f32_profile_nvidia) { with_profile("nvidia", 0); }
+DG_TEST(conf_gemma2_f32_profile_safe) { with_profile("safe", 4); }
+DG_TEST(conf_qwen3_f32_profile_nvidia) { with_profile("nvidia", 3); }
