@@ -1,6 +1,7 @@
 /* cmd_convert.c: `doppler-gl convert`: a Hugging Face folder (or random weights at a config's shape) → a
  * doppler-gl model folder. Option parsing, the progress bar and the summary; the work is model/convert.c. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,12 @@ static void progress(void *ctx, const struct dg_convert_progress *p)
     fprintf(stderr, "\r[%s] %5.1f%%  %d/%d tensors  %.1f/%.1f MiB", bar, 100 * frac, p->tensors_done, p->n_tensors,
             (double)p->bytes_done / 1048576.0, (double)p->total_bytes / 1048576.0);
     fflush(stderr);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    dg_convert_cancel(); /* the converter stops at the next chunk and removes its temporary folder */
 }
 
 static int run(int argc, char **argv)
@@ -129,7 +136,13 @@ static int run(int argc, char **argv)
     o.progress = progress;
     o.progress_ctx = &b;
     struct dg_convert_summary s;
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     dg_status st = dg_convert(&o, &s);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     if (b.on)
         fprintf(stderr, "\n");
     if (st != DG_OK)

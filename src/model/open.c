@@ -34,9 +34,7 @@ dg_status dg_model_open(const char *path, struct dg_model *m)
         return dg_fail(DG_E_IO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         if (exists_in(path, "manifest.json"))
-            /* Replace with: return dg_model_open_manifest(path, m); once model/manifest*.c lands. */
-            return dg_fail(DG_E_UNSUPPORTED, "%s: doppler-gl manifest folders cannot be opened yet (the manifest "
-                           "reader is not built in)", path);
+            return dg_model_open_manifest(path, m);
         if (exists_in(path, "config.json"))
             return dg_model_open_hf(path, m);
         return dg_fail(DG_E_FORMAT, "%s: not a model folder: expected manifest.json (doppler-gl) or config.json with "
@@ -45,9 +43,7 @@ dg_status dg_model_open(const char *path, struct dg_model *m)
     if (S_ISREG(sb.st_mode)) {
         size_t n = strlen(path);
         if ((n >= 5 && strcmp(path + n - 5, ".gguf") == 0) || has_gguf_magic(path))
-            /* Replace with: return dg_model_open_gguf(path, m); once model/gguf*.c lands. */
-            return dg_fail(DG_E_UNSUPPORTED, "%s: GGUF files cannot be opened yet (the GGUF reader is not built in)",
-                           path);
+            return dg_model_open_gguf(path, m);
         return dg_fail(DG_E_FORMAT, "%s: not a model: expected a folder (manifest.json or config.json) or a .gguf "
                        "file", path);
     }
