@@ -116,7 +116,7 @@ static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const ch
     st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), "f32", &p);
     if (st)
         return st;
-    struct dg_exec_options opt = {.ctx = 64, .max_batch = 64};
+    struct dg_exec_options opt = {.ctx = 64, .max_batch = 64, .bf16_buffers = true};
     struct dg_exec *ex = NULL;
     st = dg_exec_create(gl, m, &plan, rg, &p, &opt, &ex);
     if (!st) {

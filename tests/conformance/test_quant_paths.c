@@ -4,7 +4,7 @@
  * as llama.cpp does; Q6_K for the embedding / LM head, falling back to Q8_0), or to Q8_0.
  * Reference: the f32 path on the same weights dequantized on the CPU (the "CPU reference on the same
  * dequantized weights" of the issue: the f32 path is itself pinned to transformers by test_dense.c).
- * Tolerance 2e-2 relative to max(1, max |logit|): the weights are identical, the differences are the
+ * Tolerance 5e-3 relative (measured worst 8.1e-4) to max(1, max |logit|): the weights are identical, the differences are the
  * f16 KV cache of the quantized paths (see test_dense.c) and, for dequant-f16, f16 rounding of the
  * dequantized weights (2^-11 relative per weight). */
 #include <stdio.h>
@@ -126,7 +126,7 @@ static void run_quant(int fi)
                 double w = conf_worst(got, ref, r.n_tokens, m.hp.vocab, &row);
                 printf("    %-24s %-24s vs f32 on the same dequantized weights: worst %.2e (position %d)\n", pid,
                        mode ? "prefill all 40" : "prefill 12 + decodes", w, row);
-                CHECK_MSG(w <= 2e-2, "%s mode %d: worst %.3e at position %d", pid, mode, w, row);
+                CHECK_MSG(w <= 5e-3, "%s mode %d: worst %.3e at position %d", pid, mode, w, row);
             }
         }
         for (int i = 0; i < n_owned; i++)
