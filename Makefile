@@ -74,9 +74,16 @@ run: deps
 	$(MAKE) $(BUILD)/doppler-gl
 	./tools/run-default.sh $(BUILD)/doppler-gl
 
+FUZZ_SECONDS ?= 60
+
 test: deps
 	$(MAKE) test-plain
 	$(MAKE) test-asan
+	$(MAKE) fuzz
+
+# The GGUF reader under libFuzzer for a bounded time (skips with a message when clang/libFuzzer are absent).
+fuzz:
+	./tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 test-plain: all
 	./tests/run.sh $(BUILD)

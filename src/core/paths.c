@@ -19,14 +19,15 @@ static int has_glsl(const char *dir)
 
 const char *dg_data_dir(void)
 {
-    static char dir[PATH_MAX];
-    if (dir[0])
-        return dir;
+    static char dir[PATH_MAX], env_dir[PATH_MAX];
+    /* The environment is read on every call so tests can point it at a scratch tree. */
     const char *env = getenv("DOPPLER_GL_DATADIR");
     if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-        return dir;
+        snprintf(env_dir, sizeof env_dir, "%s", env);
+        return env_dir;
     }
+    if (dir[0])
+        return dir;
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) {

@@ -4,7 +4,7 @@
 
 /* The directory holding glsl/ and kernel-paths/: $DOPPLER_GL_DATADIR, else <exe>/../share/doppler-gl
  * (the `make install` layout), else <exe>/.. (the source tree: build/doppler-gl -> repository root).
- * Computed once per process. */
+ * The environment is consulted on every call; the executable-relative answer is computed once. */
 const char *dg_data_dir(void);
 
 /* $XDG_CACHE_HOME/doppler-gl (default ~/.cache/doppler-gl); not created here. NULL if HOME is unset too. */

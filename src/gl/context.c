@@ -317,8 +317,8 @@ static void describe_display(struct dg_gl *gl, const char *client_exts)
     describe_device((EGLDeviceEXT)a, qs, 0, gl->device, sizeof gl->device, &sw);
     /* "EGL device 0 ..." is misleading here: the index is not an enumeration index. */
     memmove(gl->device, gl->device + 13, strlen(gl->device + 13) + 1);
-    if (!gl->device[0])
-        snprintf(gl->device, sizeof gl->device, "%s", sw ? "software" : "chosen by EGL");
+    if (!gl->device[0] || gl->device[0] == '(')
+        snprintf(gl->device, sizeof gl->device, "%s", sw ? "EGL software device" : "chosen by EGL");
     gl->caps.is_software |= sw;
 }
 
@@ -343,7 +343,9 @@ static bool try_default(struct dg_gl *gl, const char *client_exts, struct tried 
 {
     char why[512];
     if (!init_context(gl, eglGetDisplay(EGL_DEFAULT_DISPLAY), why, sizeof why)) {
-        tried_add(t, "  default: eglGetDisplay(EGL_DEFAULT_DISPLAY): %s\n", why);
+        tried_add(t, "  default: eglGetDisplay(EGL_DEFAULT_DISPLAY): %s%s\n", why,
+                  getenv("EGL_PLATFORM") ? "" : " (Mesa's default platform is X11; EGL_PLATFORM=surfaceless picks "
+                                                "another)");
         return false;
     }
     snprintf(gl->platform, sizeof gl->platform, "default");
@@ -537,7 +539,7 @@ dg_status dg_gl_open(const struct dg_gl_options *opt, struct dg_gl **out)
     t.buf[0] = 0;
     bool ok = false;
     if (!get_dpy || !has_ext(client_exts, "EGL_EXT_platform_base")) {
-        tried_add(t.len ? &t : &t, "  gbm, device, surfaceless: EGL has no EGL_EXT_platform_base\n");
+        tried_add(&t, "  gbm, device, surfaceless: EGL has no EGL_EXT_platform_base\n");
     } else {
         if (!ok && (p_auto || !strcmp(platform, "gbm"))) {
             if (has_ext(client_exts, "EGL_KHR_platform_gbm") || has_ext(client_exts, "EGL_MESA_platform_gbm"))
@@ -547,10 +549,13 @@ dg_status dg_gl_open(const struct dg_gl_options *opt, struct dg_gl **out)
         }
         if (!ok && (p_auto || !strcmp(platform, "device")))
             ok = try_device(gl, get_dpy, client_exts, dev, &t);
-        if (!ok && (p_auto || !strcmp(platform, "surfaceless")))
+        /* These two pick their device themselves: with --gl-device, auto does not fall back to them. */
+        if (!ok && p_auto && dev)
+            tried_add(&t, "  surfaceless, default: skipped, they cannot select device %s\n", dev);
+        else if (!ok && (p_auto || !strcmp(platform, "surfaceless")))
             ok = try_surfaceless(gl, get_dpy, client_exts, &t);
     }
-    if (!ok && (p_auto || !strcmp(platform, "default")))
+    if (!ok && (p_auto ? !dev : !strcmp(platform, "default")))
         ok = try_default(gl, client_exts, &t);
     if (!ok) {
         free(gl);

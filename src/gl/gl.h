@@ -83,6 +83,9 @@ struct dg_program_cache_info {
     double build_ms;       /* wall time in compile/link/binary load (llvmpipe compiles at first dispatch) */
 };
 void dg_gl_program_cache_info(const struct dg_gl *gl, struct dg_program_cache_info *out);
+/* Deletes every program this process compiled and forgets them, so the next dg_gl_program goes to the
+ * disk cache or the compiler again. Program ids obtained before become invalid: for tests of the cache. */
+void dg_gl_program_forget_all(struct dg_gl *gl);
 /* Directory the shaders are read from (DOPPLER_GL_DATADIR/glsl, installed share dir, or the source tree). */
 const char *dg_gl_shader_dir(void);
 

@@ -240,7 +240,7 @@ static dg_status compile_link(const char *file, const char *src, const struct sr
             glGetShaderInfoLog(sh, len, NULL, log);
         struct sbuf m = {0};
         map_log(log ? log : "", ss, &m);
-        DG_ERROR("compiling glsl/%s:\n%s", file, m.p ? m.p : "(no info log)");
+        DG_VERBOSE("compiling glsl/%s:\n%s", file, m.p ? m.p : "(no info log)");
         dg_status st = dg_fail(DG_E_GL, "glsl/%s: compile failed: %.1500s", file, m.p ? m.p : "(no info log)");
         free(m.p);
         free(log);
@@ -262,7 +262,7 @@ static dg_status compile_link(const char *file, const char *src, const struct sr
             glGetProgramInfoLog(prog, len, NULL, log);
         struct sbuf m = {0};
         map_log(log ? log : "", ss, &m);
-        DG_ERROR("linking glsl/%s:\n%s", file, m.p ? m.p : "(no info log)");
+        DG_VERBOSE("linking glsl/%s:\n%s", file, m.p ? m.p : "(no info log)");
         dg_status st = dg_fail(DG_E_GL, "glsl/%s: link failed: %.1500s", file, m.p ? m.p : "(no info log)");
         free(m.p);
         free(log);
@@ -349,6 +349,9 @@ dg_status dg_gl_program(struct dg_gl *gl, const char *file, const struct dg_defi
     *out = 0;
     if (!file || !*file || strchr(file, '/') || n_defs < 0 || n_defs > 256)
         return dg_fail(DG_E_USAGE, "shader name '%s': expected a file name inside glsl/", file ? file : "");
+    for (int i = 0; i < n_defs; i++)
+        if (!defs[i].name)
+            return dg_fail(DG_E_USAGE, "glsl/%s: define %d has no name", file, i);
     struct dg_define *sorted = calloc((size_t)n_defs + 1, sizeof *sorted);
     if (!sorted)
         return dg_fail(DG_E_NOMEM, "out of memory");
@@ -359,16 +362,16 @@ dg_status dg_gl_program(struct dg_gl *gl, const char *file, const struct dg_defi
     sb_printf(&key, "%s", file);
     for (int i = 0; i < n_defs; i++) {
         const char *v = sorted[i].value ? sorted[i].value : "";
-        if (!valid_ident(sorted[i].name) || strchr(v, '\n') || strchr(v, '\r')) {
+        dg_status bad = DG_OK;
+        if (!valid_ident(sorted[i].name) || strchr(v, '\n') || strchr(v, '\r'))
+            bad = dg_fail(DG_E_USAGE, "glsl/%s: define '%s' = '%s' is not a valid name/value", file,
+                          sorted[i].name ? sorted[i].name : "(null)", v);
+        else if (i && strcmp(sorted[i].name, sorted[i - 1].name) == 0)
+            bad = dg_fail(DG_E_USAGE, "glsl/%s: define %s given twice", file, sorted[i].name);
+        if (bad) {
             free(key.p);
             free(sorted);
-            return dg_fail(DG_E_USAGE, "glsl/%s: define '%s' = '%s' is not a valid name/value", file,
-                           sorted[i].name ? sorted[i].name : "(null)", v);
-        }
-        if (i && strcmp(sorted[i].name, sorted[i - 1].name) == 0) {
-            free(key.p);
-            free(sorted);
-            return dg_fail(DG_E_USAGE, "glsl/%s: define %s given twice", file, sorted[i].name);
+            return bad;
         }
         sb_printf(&key, "\n%s=%s", sorted[i].name, v);
     }
@@ -444,4 +447,10 @@ void dg_programs_free(struct dg_gl *gl)
     free(gl->prog_buckets);
     gl->prog_buckets = NULL;
     gl->n_programs = 0;
+}
+
+void dg_gl_program_forget_all(struct dg_gl *gl)
+{
+    glUseProgram(0);
+    dg_programs_free(gl);
 }

@@ -10,7 +10,7 @@
  *   remembers which source set it, for --print-plan.
  *
  * Implementation: kpath/expr.c (formulas), kpath/registry.c, kpath/path.c (load + validate),
- * kpath/plan.c (profiles, merging, resolution, printing), kpath/datadir.c. */
+ * kpath/plan.c (profiles, merging, resolution, printing). */
 #ifndef DG_KPATH_KPATH_H
 #define DG_KPATH_KPATH_H
 
@@ -72,7 +72,7 @@ struct dg_kp_entry {
 struct dg_kp_kernel {
     char name[DG_KP_NAME];
     char file[DG_KP_VALUE];
-    char description[160];
+    char description[512];
     char ops[DG_KP_MAX_OPS][DG_KP_NAME];
     int n_ops;
     struct dg_kp_knob knobs[DG_KP_MAX_KNOBS];
@@ -104,8 +104,7 @@ const struct dg_kp_kernel *dg_kp_kernel_find(const struct dg_kp_registry *reg, c
 const struct dg_kp_entry *dg_kp_entry_find(const struct dg_kp_kernel *k, const char *name);
 const struct dg_kp_knob *dg_kp_knob_find(const struct dg_kp_kernel *k, const char *name);
 
-/* The directory holding glsl/ and kernel-paths/: $DOPPLER_GL_DATADIR, the source tree (found from the
- * executable's or the working directory), or the installed share directory. */
+/* The directory holding glsl/ and kernel-paths/ (core/paths.h dg_data_dir). */
 const char *dg_kp_datadir(void);
 
 /* ---- slots: the named activation buffers (and KV cache) steps read and write ---- */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/paths.h"
 #include "kpath/kpath.h"
 
 static char *slurp(const char *path, size_t max)
@@ -275,3 +276,5 @@ const struct dg_kp_knob *dg_kp_knob_find(const struct dg_kp_kernel *k, const cha
             return &k->knobs[i];
     return NULL;
 }
+
+const char *dg_kp_datadir(void) { return dg_data_dir(); }

@@ -10,6 +10,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,10 @@
 #define CHUNK_ELEMS (8u << 20) /* f32 elements per chunk: 32 MiB */
 #define DEFAULT_SHARD_SIZE (1ull << 30)
 #define MAX_PARTS 2
+
+static volatile sig_atomic_t cancelled;
+
+void dg_convert_cancel(void) { cancelled = 1; }
 
 static const char *const scheme_names[] = {"f32", "f16", "bf16", "q8_0", "q4_k_m"};
 
@@ -170,14 +175,20 @@ static uint64_t name_hash(const char *s)
     return h;
 }
 
-/* Element `idx` of a random tensor: a counter-based normal deviate, so any access order (row chunks,
- * transposed column chunks, any thread count) gives the same value. */
-static float random_elem(uint64_t key, uint64_t idx, int kind, double std)
+/* Elements 2p and 2p+1 of a random tensor: a counter-based Box-Muller pair, so any access order (row
+ * chunks, transposed column chunks, any thread count) gives the same values. */
+static void random_pair(uint64_t key, uint64_t pair, double *z0, double *z1)
 {
-    uint64_t a = splitmix(key ^ (2 * idx)), b = splitmix(key ^ (2 * idx + 1));
+    uint64_t a = splitmix(key ^ (2 * pair)), b = splitmix(key ^ (2 * pair + 1));
     double u1 = ((double)(a >> 11) + 0.5) * (1.0 / 9007199254740992.0);
     double u2 = (double)(b >> 11) * (1.0 / 9007199254740992.0);
-    double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    double r = sqrt(-2.0 * log(u1)), t = 6.283185307179586 * u2;
+    *z0 = r * cos(t);
+    *z1 = r * sin(t);
+}
+
+static float random_value(double z, int kind, double std)
+{
     switch (kind) {
     case 2: return (float)(1.0 + 0.1 * z);
     case 3: return (float)(0.1 * z);
@@ -212,8 +223,16 @@ static void fetch_rows(struct fetch_ctx *f, int64_t a0, int64_t a1)
         if (!pt->src) {
             uint64_t key = splitmix(f->seed ^ name_hash(pt->name));
             uint64_t base = ((uint64_t)f->b * (uint64_t)pt->rows + (uint64_t)rr) * (uint64_t)j->cols;
-            for (int64_t c = f->c0; c < f->c1; c++)
-                dst[c - f->c0] = random_elem(key, base + (uint64_t)c, pt->kind, pt->std);
+            uint64_t have = UINT64_MAX;
+            double z[2] = {0, 0};
+            for (int64_t c = f->c0; c < f->c1; c++) {
+                uint64_t idx = base + (uint64_t)c;
+                if (idx >> 1 != have) {
+                    have = idx >> 1;
+                    random_pair(key, have, &z[0], &z[1]);
+                }
+                dst[c - f->c0] = random_value(z[idx & 1], pt->kind, pt->std);
+            }
             continue;
         }
         const struct dg_tensor *t = pt->src;
@@ -545,6 +564,10 @@ static dg_status write_job(struct conv *c, const struct job *j)
     dg_status st = DG_OK;
     for (int64_t b = 0; b < j->batch && st == DG_OK; b++) {
         for (int64_t r0 = 0; r0 < orows && st == DG_OK; r0 += step) {
+            if (cancelled) {
+                st = dg_fail(DG_E_IO, "conversion interrupted; nothing was written to %s", c->o->output);
+                break;
+            }
             int64_t r1 = r0 + step < orows ? r0 + step : orows, nr = r1 - r0;
             struct fetch_ctx f = {.j = j, .seed = c->o->seed, .b = b, .out = c->buf};
             if (j->transpose)
@@ -749,6 +772,7 @@ static dg_status load_random_config(const char *path, struct dg_hparams *hp)
 dg_status dg_convert(const struct dg_convert_opts *o, struct dg_convert_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
+    cancelled = 0;
     double t0 = now_s();
     struct stat sb;
     if (!o->force && lstat(o->output, &sb) == 0)

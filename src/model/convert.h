@@ -51,6 +51,10 @@ bool dg_parse_size(const char *s, uint64_t *out);
 
 dg_status dg_convert(const struct dg_convert_opts *o, struct dg_convert_summary *sum);
 
+/* Asks a running dg_convert to stop at the next chunk (it then removes its temporary folder and returns
+ * DG_E_IO). Async-signal-safe: the CLI calls it from its SIGINT/SIGTERM handler. */
+void dg_convert_cancel(void);
+
 /* The dtype the scheme stores for tensor `name` of `shape` (layer index from the name), after llama.cpp's
  * row-length fallbacks. `wanted` receives the type before fallback. Exposed for tests. */
 enum dg_dtype dg_convert_pick_dtype(enum dg_quant_scheme s, const struct dg_hparams *hp, const char *name, int ndim,

@@ -19,8 +19,8 @@
  *   layer.{L}.mlp.router(.bias) [E, hidden]
  *   layer.{L}.mlp.experts.gate_proj [E, I, hidden]  .up_proj [E, I, hidden]  .down_proj [E, hidden, I]
  *   layer.{L}.mlp.experts.{gate,up,down}_proj.bias [E, I] / [E, hidden]
- * Norm weights keep the source's convention: hp.norm_style says whether (1 + w) applies. Sources whose
- * file stores another convention (GGUF Gemma adds the 1) convert it when reading. Fused source tensors
+ * Norm weights keep the source's convention: hp.norm_style says whether (1 + w) applies. GGUF Gemma files
+ * store 1 + w already: their reader sets hp.norm_style = DG_NORM_RMS instead of rewriting weights. Fused source tensors
  * (Phi-3 qkv_proj / gate_up_proj, GPT-OSS interleaved gate_up) are split by the reader into the names
  * above; readers that split must hold the split copies themselves (owned buffers). */
 #ifndef DG_MODEL_MODEL_H

@@ -17,7 +17,19 @@
 
 #include "core/half.h"
 
-static inline int nearest(float v) { return (int)lrintf(v); }
+/* Round to nearest, ties to even, without a libm call: adding 1.5 * 2^23 puts the integer in the low mantissa
+ * bits (exact for |v| < 2^22; larger values are clamped first, every caller clamps the result anyway). */
+static inline int nearest(float v)
+{
+    v = fminf(fmaxf(v, -4194303.0f), 4194303.0f);
+    float t = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &t, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+/* The same rounding in float, for |v| < 2^22 (the scale searches, whose values stay within about ±nmax). */
+static inline float round_small(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static inline void put_f16(uint8_t *p, float v)
@@ -26,8 +38,6 @@ static inline void put_f16(uint8_t *p, float v)
     p[0] = (uint8_t)h;
     p[1] = (uint8_t)(h >> 8);
 }
-
-static inline float f16_round(float v) { return dg_f16_to_f32(dg_f32_to_f16(v)); }
 
 static inline void put_le32(uint8_t *p, uint32_t v)
 {
@@ -92,12 +102,14 @@ static void q5_0_block(const float *x, uint8_t *b)
 static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn_out, float rmin,
                            float rdelta, int nstep)
 {
-    float lo = x[0], hi = x[0], sw = 0, sx = 0;
+    float lo = x[0], hi = x[0];
+    double sw = 0, sx = 0, sx2 = 0;
     for (int i = 0; i < n; i++) {
         lo = fminf(lo, x[i]);
         hi = fmaxf(hi, x[i]);
         sw += w[i];
-        sx += w[i] * x[i];
+        sx += (double)w[i] * x[i];
+        sx2 += (double)w[i] * x[i] * x[i];
     }
     if (lo > 0) /* the min is subtracted as stored: never let it go positive (y = d*L - m, m ≥ 0) */
         lo = 0;
@@ -106,41 +118,42 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
         *mn_out = -lo;
         return 0;
     }
-    float iscale = (float)nmax / (hi - lo), scale = 1 / iscale, min = lo, best = 0;
+    float iscale = (float)nmax / (hi - lo), scale = 1 / iscale, min = lo;
+    double best = 0;
     for (int i = 0; i < n; i++) {
         L[i] = (uint8_t)clampi(nearest(iscale * (x[i] - lo)), 0, nmax);
         float e = scale * L[i] + lo - x[i];
-        best += w[i] * e * e;
+        best += (double)w[i] * e * e;
     }
     uint8_t aux[256];
     for (int s = 0; s <= nstep; s++) {
         iscale = (rmin + rdelta * (float)s + (float)nmax) / (hi - lo);
-        float sl = 0, sl2 = 0, sxl = 0;
+        const float fmax = (float)nmax;
+        float fsl = 0, fsl2 = 0, fsxl = 0; /* float sums over ≤ 32 elements: exact enough, and vectorizable */
         for (int i = 0; i < n; i++) {
-            int l = clampi(nearest(iscale * (x[i] - lo)), 0, nmax);
-            aux[i] = (uint8_t)l;
-            sl += w[i] * (float)l;
-            sl2 += w[i] * (float)(l * l);
-            sxl += w[i] * (float)l * x[i];
+            float fl = round_small(iscale * (x[i] - lo));
+            fl = fl < 0.0f ? 0.0f : fl > fmax ? fmax : fl;
+            aux[i] = (uint8_t)fl;
+            fsl += w[i] * fl;
+            fsl2 += w[i] * fl * fl;
+            fsxl += w[i] * fl * x[i];
         }
-        float D = sw * sl2 - sl * sl;
+        double sl = fsl, sl2 = fsl2, sxl = fsxl;
+        double D = sw * sl2 - sl * sl;
         if (D <= 0)
             continue;
-        float this_scale = (sw * sxl - sx * sl) / D, this_min = (sl2 * sx - sl * sxl) / D;
-        if (this_min > 0) {
-            this_min = 0;
-            this_scale = sxl / sl2;
+        double ts = (sw * sxl - sx * sl) / D, tm = (sl2 * sx - sl * sxl) / D;
+        if (tm > 0) {
+            tm = 0;
+            ts = sxl / sl2;
         }
-        float err = 0;
-        for (int i = 0; i < n; i++) {
-            float e = this_scale * aux[i] + this_min - x[i];
-            err += w[i] * e * e;
-        }
+        /* weighted squared error of x ≈ ts * l + tm, expanded so no second pass over x is needed */
+        double err = ts * ts * sl2 + 2 * ts * tm * sl - 2 * ts * sxl + tm * tm * sw - 2 * tm * sx + sx2;
         if (err < best) {
             best = err;
             memcpy(L, aux, (size_t)n);
-            scale = this_scale;
-            min = this_min;
+            scale = (float)ts;
+            min = (float)tm;
         }
     }
     *mn_out = -min;
@@ -156,12 +169,13 @@ static float fit_scale_sym(int n, int nmax, const float *x)
     float best_scale = 0, best = -1;
     for (int s = -9; s <= 9; s++) {
         float iscale = -((float)nmax + 0.1f * (float)s) / max;
-        float sxl = 0, sl2 = 0;
+        float sxl = 0, sl2 = 0, lo = (float)-nmax, hi = (float)(nmax - 1);
         for (int i = 0; i < n; i++) {
-            int l = clampi(nearest(iscale * x[i]), -nmax, nmax - 1);
+            float l = round_small(iscale * x[i]);
+            l = l < lo ? lo : l > hi ? hi : l;
             float w = x[i] * x[i];
-            sxl += w * x[i] * (float)l;
-            sl2 += w * (float)(l * l);
+            sxl += w * x[i] * l;
+            sl2 += w * l * l;
         }
         /* weighted error = sum w x² - sxl²/sl2 at the least-squares scale: maximize sxl²/sl2 */
         if (sl2 > 0 && (best < 0 || sxl * sxl > best * sl2)) {

@@ -332,7 +332,7 @@ DG_TEST(quant_zero_and_constant_blocks)
     /* all-zero input must decode to exact zeros (no NaN from 0/0), a constant block close to the constant */
     enum dg_dtype ts[] = {DG_DT_Q8_0, DG_DT_Q4_0, DG_DT_Q5_0, DG_DT_Q4_K, DG_DT_Q5_K, DG_DT_Q6_K};
     float x[256], y[256];
-    uint8_t q[256];
+    uint8_t q[512]; /* the largest: q8_0, 272 bytes for 256 elements */
     for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
         memset(x, 0, sizeof x);
         CHECK_OK(dg_quantize(ts[t], x, q, 256));

@@ -1,0 +1,174 @@
+#version 310 es
+// attention.glsl: causal attention of each query (token t at position u_pos0 + t, head h) over the
+// layer's KV cache: keys [lo, pos] with lo = pos - WINDOW + 1 for sliding-window layers (WINDOW > 0).
+// GQA (kv head = h / (NH / NKV)), score = q.k * SCALE, soft-capped when SOFTCAP > 0, softmax, sum of v.
+// Keys are visited in blocks of CHUNK with an online softmax, so any context length works.
+// main: one workgroup per (head, token), writes out[t][h][:].
+// ATTN_SPLIT (flash-decoding): NSPLIT workgroups per (head, token) take every NSPLIT-th block and write
+// (max, sum, unnormalized acc[HD]) to part[t][h][s]; attn_combine.glsl merges them.
+// Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part).
+
+#ifndef NH
+#define NH 4
+#endif
+#ifndef NKV
+#define NKV 4
+#endif
+#ifndef HD
+#define HD 16
+#endif
+#ifndef CTX
+#define CTX 64
+#endif
+#ifndef SCALE
+#define SCALE 0.25
+#endif
+#ifndef SOFTCAP
+#define SOFTCAP 0.0
+#endif
+#ifndef WINDOW
+#define WINDOW 0
+#endif
+#ifndef KV_F16
+#define KV_F16 1
+#endif
+#ifndef KVBYTES
+#define KVBYTES 2
+#endif
+#ifndef CHUNK
+#define CHUNK 128
+#endif
+#ifndef NSPLIT
+#define NSPLIT 8
+#endif
+#ifndef WG_SIZE
+#define WG_SIZE 64
+#endif
+
+#include "common.inc.glsl"
+
+layout(local_size_x = WG_SIZE) in;
+layout(std430, binding = 0) readonly buffer Qb { float Q[]; };
+layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
+layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
+layout(std430, binding = 3) writeonly buffer Ob { float O[]; };
+
+#define KVDIM (NKV * HD)
+#define NACC ((HD + WG_SIZE - 1) / WG_SIZE)
+
+shared float qs[HD];
+shared float sc[CHUNK];
+shared float red[WG_SIZE];
+
+float kv_at(uint p, uint e, bool is_v) // element e of row p of the cache
+{
+#if KV_F16
+    uint w = is_v ? VC[(p * uint(KVDIM) + e) >> 1] : KC[(p * uint(KVDIM) + e) >> 1];
+    return unpackHalf2x16(w)[e & 1u];
+#else
+    return uintBitsToFloat(is_v ? VC[p * uint(KVDIM) + e] : KC[p * uint(KVDIM) + e]);
+#endif
+}
+
+float wg_reduce(float v, bool is_max)
+{
+    uint lid = gl_LocalInvocationID.x;
+    red[lid] = v;
+    WG_BARRIER();
+    for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
+        if (lid < s)
+            red[lid] = is_max ? max(red[lid], red[lid + s]) : red[lid] + red[lid + s];
+        WG_BARRIER();
+    }
+    float r = red[0];
+    WG_BARRIER();
+    return r;
+}
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x;
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
+#ifdef ATTN_SPLIT
+    uint split = gl_WorkGroupID.z;
+#else
+    uint split = 0u;
+#endif
+    uint nsplit = uint(NSPLIT);
+#ifndef ATTN_SPLIT
+    nsplit = 1u;
+#endif
+    uint pos = u_pos0 + t;
+    uint lo = 0u;
+    if (uint(WINDOW) > 0u && pos + 1u > uint(WINDOW))
+        lo = pos + 1u - uint(WINDOW);
+    uint kvh = h / uint(NH / NKV);
+    uint kb = kvh * uint(HD);
+    for (uint d = lid; d < uint(HD); d += uint(WG_SIZE))
+        qs[d] = Q[(t * uint(NH) + h) * uint(HD) + d];
+    WG_BARRIER();
+
+    float m = -3.0e38, l = 0.0;
+    float acc[NACC];
+    for (int i = 0; i < NACC; i++)
+        acc[i] = 0.0;
+    uint nkeys = pos + 1u - lo;
+    uint nblocks = (nkeys + uint(CHUNK) - 1u) / uint(CHUNK);
+    for (uint blk = split; blk < nblocks; blk += nsplit) {
+        uint j0 = lo + blk * uint(CHUNK);
+        uint jn = min(uint(CHUNK), pos + 1u - j0);
+        float bmax = -3.0e38;
+        for (uint jj = lid; jj < jn; jj += uint(WG_SIZE)) {
+            uint p = j0 + jj;
+            float s = 0.0;
+            for (uint d = 0u; d < uint(HD); d++)
+                s += qs[d] * kv_at(p, kb + d, false);
+            s *= float(SCALE);
+            if (float(SOFTCAP) > 0.0)
+                s = float(SOFTCAP) * stable_tanh(s / float(SOFTCAP));
+            sc[jj] = s;
+            bmax = max(bmax, s);
+        }
+        bmax = wg_reduce(bmax, true);
+        float mn = max(m, bmax);
+        float f = exp(m - mn);
+        float ps = 0.0;
+        for (uint jj = lid; jj < jn; jj += uint(WG_SIZE)) {
+            float e = exp(sc[jj] - mn);
+            sc[jj] = e;
+            ps += e;
+        }
+        ps = wg_reduce(ps, false); // its barriers also publish sc[]
+        l = l * f + ps;
+        for (int i = 0; i < NACC; i++) {
+            uint d = lid + uint(i) * uint(WG_SIZE);
+            if (d < uint(HD)) {
+                float a = acc[i] * f;
+                for (uint jj = 0u; jj < jn; jj++)
+                    a += sc[jj] * kv_at(j0 + jj, kb + d, true);
+                acc[i] = a;
+            }
+        }
+        m = mn;
+        WG_BARRIER();
+    }
+#ifdef ATTN_SPLIT
+    uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
+    if (lid == 0u) {
+        O[pb] = m;
+        O[pb + 1u] = l;
+    }
+    for (int i = 0; i < NACC; i++) {
+        uint d = lid + uint(i) * uint(WG_SIZE);
+        if (d < uint(HD))
+            O[pb + 2u + d] = acc[i];
+    }
+#else
+    float inv = l > 0.0 ? 1.0 / l : 0.0;
+    for (int i = 0; i < NACC; i++) {
+        uint d = lid + uint(i) * uint(WG_SIZE);
+        if (d < uint(HD))
+            O[(t * uint(NH) + h) * uint(HD) + d] = acc[i] * inv;
+    }
+#endif
+}

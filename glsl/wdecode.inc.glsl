@@ -1,0 +1,160 @@
+// wdecode.inc.glsl: reads weights in their GPU format, a chunk of WCH consecutive elements of a row at a
+// time. Weights are bound as uvec4 arrays: binding 1 (W4) and, for the fused gate/up kernel, binding 4
+// (U4); `sel` (a constant at every call site) picks one. Quantized blocks stay in GGUF byte layout and
+// are read with byte arithmetic (project decision: no repacking): Q4_K blocks (144 bytes) are 16-byte
+// aligned and read as uvec4; Q8_0 (34), Q6_K (210) and Q5_0 (22) are read as unaligned 32-bit words.
+// Needs WTYPE (a DT_* code) and WROWBYTES (bytes per row); the includer may define WSEL2 for U4.
+
+#ifndef WTYPE
+#define WTYPE DT_F32
+#endif
+#ifndef WROWBYTES
+#define WROWBYTES 256
+#endif
+
+layout(std430, binding = 1) readonly buffer Wb { uvec4 W4[]; };
+#ifdef WSEL2
+layout(std430, binding = 4) readonly buffer Ub { uvec4 U4[]; };
+uvec4 wvec(uint sel, uint i) { return sel == 0u ? W4[i] : U4[i]; }
+#else
+uvec4 wvec(uint sel, uint i) { return W4[i]; }
+#endif
+
+uint wword(uint sel, uint wi) { return wvec(sel, wi >> 2)[wi & 3u]; }
+
+// 4 bytes starting at any byte offset
+uint wword_at(uint sel, uint byteoff)
+{
+    uint wi = byteoff >> 2, sh = (byteoff & 3u) * 8u;
+    uint lo = wword(sel, wi);
+    if (sh == 0u)
+        return lo;
+    return (lo >> sh) | (wword(sel, wi + 1u) << (32u - sh));
+}
+
+uint wbyte(uint sel, uint byteoff) { return (wword(sel, byteoff >> 2) >> ((byteoff & 3u) * 8u)) & 0xffu; }
+
+float whalf(uint sel, uint byteoff) // an f16 at an even byte offset
+{
+    uint w = wword(sel, byteoff >> 2);
+    return unpackHalf2x16((byteoff & 2u) != 0u ? (w >> 16) : (w & 0xffffu)).x;
+}
+
+int sbyte(uint w, uint i) { return int(w << (24u - 8u * i)) >> 24; } // signed byte i of a word
+
+#if WTYPE == DT_F32
+#define WCH 4
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uvec4 v = wvec(sel, (rowbyte >> 4) + c);
+    w[0] = uintBitsToFloat(v.x); w[1] = uintBitsToFloat(v.y); w[2] = uintBitsToFloat(v.z); w[3] = uintBitsToFloat(v.w);
+}
+#elif WTYPE == DT_F16
+#define WCH 8
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uvec4 v = wvec(sel, (rowbyte >> 4) + c);
+    vec2 a = unpackHalf2x16(v.x), b = unpackHalf2x16(v.y), d = unpackHalf2x16(v.z), e = unpackHalf2x16(v.w);
+    w[0] = a.x; w[1] = a.y; w[2] = b.x; w[3] = b.y; w[4] = d.x; w[5] = d.y; w[6] = e.x; w[7] = e.y;
+}
+#elif WTYPE == DT_BF16
+#define WCH 8
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uvec4 v = wvec(sel, (rowbyte >> 4) + c);
+    for (int j = 0; j < 4; j++) {
+        w[2 * j] = uintBitsToFloat(v[j] << 16);
+        w[2 * j + 1] = uintBitsToFloat(v[j] & 0xffff0000u);
+    }
+}
+#elif WTYPE == DT_Q8_0
+#define WCH 32
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = rowbyte + c * 34u;
+    float d = whalf(sel, b);
+    for (uint j = 0u; j < 8u; j++) {
+        uint q = wword_at(sel, b + 2u + 4u * j);
+        for (uint i = 0u; i < 4u; i++)
+            w[4u * j + i] = d * float(sbyte(q, i));
+    }
+}
+#elif WTYPE == DT_Q5_0
+#define WCH 32
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = rowbyte + c * 22u;
+    float d = whalf(sel, b);
+    uint qh = wword_at(sel, b + 2u);
+    for (uint j = 0u; j < 4u; j++) {
+        uint q = wword_at(sel, b + 6u + 4u * j);
+        for (uint i = 0u; i < 4u; i++) {
+            uint l = 4u * j + i;
+            uint by = (q >> (8u * i)) & 0xffu;
+            uint lo = (by & 0xfu) | (((qh >> l) & 1u) << 4);
+            uint hi = (by >> 4) | (((qh >> (l + 16u)) & 1u) << 4);
+            w[l] = d * float(int(lo) - 16);
+            w[l + 16u] = d * float(int(hi) - 16);
+        }
+    }
+}
+#elif WTYPE == DT_Q4_K
+#define WCH 32
+// chunk c = sub-block (c % 8) of super-block (c / 8); GGUF dequantize_row_q4_K order
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint blk = (rowbyte >> 4) + (c >> 3) * 9u; // 144 bytes = 9 uvec4
+    uint sb = c & 7u;
+    uvec4 h = wvec(sel, blk);
+    vec2 dm = unpackHalf2x16(h.x);
+    // 12 scale bytes: h.y, h.z, h.w
+    uint sc[3] = uint[3](h.y, h.z, h.w);
+    uint j = sb;
+    uint sc_v, m_v;
+    if (j < 4u) {
+        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
+        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
+    } else {
+        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
+        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
+        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
+        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
+        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
+    }
+    float d1 = dm.x * float(sc_v), m1 = dm.y * float(m_v);
+    uint qv = blk + 1u + (sb >> 1) * 2u; // 32 quant bytes of the pair (sb/2)
+    uint shift = (sb & 1u) * 4u;
+    for (uint v = 0u; v < 2u; v++) {
+        uvec4 q = wvec(sel, qv + v);
+        for (uint k = 0u; k < 4u; k++)
+            for (uint i = 0u; i < 4u; i++)
+                w[v * 16u + k * 4u + i] = d1 * float((q[k] >> (8u * i + shift)) & 0xfu) - m1;
+    }
+}
+#elif WTYPE == DT_Q6_K
+#define WCH 32
+// chunk c: quarter (c % 4) of half ((c / 4) % 2) of super-block c / 8; GGUF dequantize_row_q6_K order
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = rowbyte + (c >> 3) * 210u;
+    uint hh = (c >> 2) & 1u, qq = c & 3u;
+    float d = whalf(sel, b + 208u);
+    uint ql0 = b + hh * 64u + (qq & 1u) * 32u;
+    uint qh0 = b + 128u + hh * 32u;
+    uint sc0 = b + 192u + hh * 8u + qq * 2u;
+    uint scw = wword_at(sel, sc0);
+    float s0 = d * float(sbyte(scw, 0u)), s1 = d * float(sbyte(scw, 1u));
+    uint nsh = (qq >> 1) * 4u, hsh = qq * 2u;
+    for (uint j = 0u; j < 8u; j++) {
+        uint lw = wword_at(sel, ql0 + 4u * j), hw = wword_at(sel, qh0 + 4u * j);
+        for (uint i = 0u; i < 4u; i++) {
+            uint l = 4u * j + i;
+            uint lo = (lw >> (8u * i + nsh)) & 0xfu;
+            uint hi = (hw >> (8u * i + hsh)) & 3u;
+            w[l] = (l < 16u ? s0 : s1) * float(int(lo | (hi << 4)) - 32);
+        }
+    }
+}
+#else
+#error unsupported WTYPE
+#endif

@@ -1,0 +1,973 @@
+/* exec.c: builds the dispatch lists of a kernel path for a model (once, at load) and replays them.
+ *
+ * Each resolved step becomes, per layer, one dispatch record {program, SSBO ranges, row uniforms, group
+ * counts, barrier-before} (one per row range when a weight is split). Auto knobs (shapes, eps, window...)
+ * come from the model; dispatch sizes and bytes moved come from the registry's formulas. A barrier goes
+ * before a dispatch only when it touches a slot in a way that conflicts with a dispatch since the last
+ * barrier (read-after-write, write-after-write, write-after-read). Per token the CPU writes one small
+ * uniform block and the token ids, then replays the records. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "core/log.h"
+#include "pipe/exec_internal.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+#define MAX_ENV 48
+#define MAX_SLOTS 24
+#define MAX_TENSORS 1024
+
+struct env_var {
+    char name[DG_KP_NAME];
+    int64_t v;
+};
+
+struct slot {
+    char name[DG_KP_NAME];
+    struct dg_buffer *buf;
+    uint64_t bytes;
+    int64_t width; /* elements per token */
+};
+
+struct bindrec {
+    GLuint binding;
+    const struct dg_buffer *buf;
+    uint64_t off, size;
+};
+
+struct disp {
+    GLuint prog;
+    const struct dg_kp_kernel *k;
+    const struct dg_kp_entry *e;
+    const char *op;
+    struct bindrec b[DG_KP_MAX_BINDINGS];
+    int nb;
+    GLint loc_row0, loc_nrows;
+    uint32_t row0, nrows;
+    bool barrier;
+    GLuint groups[3];
+    uint64_t bytes;
+    struct env_var env[MAX_ENV];
+    int nenv;
+    int layer;
+    int capture;            /* > 0: after this dispatch, copy capture_slot into hidden[capture - 1] */
+    struct slot *capture_slot;
+};
+
+struct phase {
+    struct disp *d;
+    int n, cap;
+    int cur_T;
+    int per_layer0; /* dispatches in layer 0 */
+};
+
+struct dg_exec {
+    struct dg_gl *gl;
+    const struct dg_model *m;
+    const struct dg_kp_registry *reg;
+    const struct dg_kpath *path;
+    struct dg_kplan plan;
+    int ctx, max_batch, pos;
+    bool bf16_buffers;
+    bool kv_f16;
+    struct dg_gpu_tensor *tensors;
+    int n_tensors;
+    struct slot slots[MAX_SLOTS];
+    int n_slots;
+    struct dg_buffer **kcache, **vcache;
+    struct dg_buffer *rope_global, *rope_local;
+    int rope_half;
+    struct dg_buffer *ubo;
+    struct phase ph[2]; /* 0 decode, 1 prefill */
+    uint64_t weight_bytes, kv_bytes, slot_bytes;
+    int last_T_ids;
+};
+
+/* ---- small helpers ---- */
+
+static const struct env_var *env_find(const struct env_var *env, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(env[i].name, name) == 0)
+            return &env[i];
+    return NULL;
+}
+
+struct lookup_ctx {
+    const struct env_var *env;
+    int n;
+    int64_t T;
+    int64_t n_override; /* >= 0: value of N for a split dispatch */
+};
+
+static bool lookup(void *vctx, const char *name, int64_t *out)
+{
+    struct lookup_ctx *c = vctx;
+    if (strcmp(name, "T") == 0) {
+        *out = c->T;
+        return true;
+    }
+    if (strcmp(name, "N") == 0 && c->n_override >= 0) {
+        *out = c->n_override;
+        return true;
+    }
+    const struct env_var *v = env_find(c->env, c->n, name);
+    if (!v)
+        return false;
+    *out = v->v;
+    return true;
+}
+
+static dg_status eval_groups(struct disp *d, int64_t T)
+{
+    struct lookup_ctx c = {d->env, d->nenv, T, d->nrows && d->loc_row0 >= 0 ? (int64_t)d->nrows : -1};
+    for (int i = 0; i < 3; i++) {
+        int64_t v;
+        char what[128];
+        snprintf(what, sizeof what, "registry %s.entries.%s.dispatch[%d]", d->k->name, d->e->name, i);
+        dg_status st = dg_expr_eval(d->e->dispatch[i], lookup, &c, what, &v);
+        if (st)
+            return st;
+        if (v < 1 || v > 65535)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: %lld workgroups (expected 1..65535)", what, (long long)v);
+        d->groups[i] = (GLuint)v;
+    }
+    int64_t b = 0;
+    char what[128];
+    snprintf(what, sizeof what, "registry %s.bytes", d->k->name);
+    if (dg_expr_eval(d->k->bytes, lookup, &c, what, &b) == DG_OK && b > 0)
+        d->bytes = (uint64_t)b;
+    else
+        dg_clear_error();
+    return DG_OK;
+}
+
+static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg_status *st)
+{
+    *st = DG_OK;
+    for (int i = 0; i < ex->n_tensors; i++)
+        if (strcmp(ex->tensors[i].name, name) == 0)
+            return &ex->tensors[i];
+    const struct dg_tensor *t = dg_model_find(ex->m, name);
+    if (!t)
+        return NULL;
+    if (ex->n_tensors >= MAX_TENSORS) {
+        *st = dg_fail(DG_E_UNSUPPORTED, "more than %d weight tensors", MAX_TENSORS);
+        return NULL;
+    }
+    struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
+    *st = dg_exec_upload_tensor(ex->gl, ex->path->weight_format, t, g);
+    if (*st)
+        return NULL;
+    ex->n_tensors++;
+    ex->weight_bytes += g->row_bytes * (uint64_t)g->rows;
+    return g;
+}
+
+/* Elements per token of a slot (attn_part depends on the step's NSPLIT). */
+static int64_t slot_width(const struct dg_hparams *hp, const char *name, int64_t nsplit)
+{
+    int64_t hd = hp->head_dim;
+    if (!strcmp(name, "token_ids") || !strcmp(name, "token_out"))
+        return 1;
+    if (!strcmp(name, "hidden_state") || !strcmp(name, "norm_out") || !strcmp(name, "proj_out"))
+        return hp->hidden;
+    if (!strcmp(name, "q") || !strcmp(name, "attn_out"))
+        return hp->n_heads * hd;
+    if (!strcmp(name, "k") || !strcmp(name, "v"))
+        return hp->n_kv_heads * hd;
+    if (!strcmp(name, "attn_part"))
+        return hp->n_heads * nsplit * (hd + 2);
+    if (!strcmp(name, "gate") || !strcmp(name, "up") || !strcmp(name, "ffn_act"))
+        return hp->intermediate;
+    if (!strcmp(name, "logits"))
+        return hp->vocab;
+    if (!strcmp(name, "router_logits"))
+        return hp->n_experts > 0 ? hp->n_experts : 1;
+    return 0;
+}
+
+static dg_status slot_get(struct dg_exec *ex, const char *name, int64_t nsplit, struct slot **out)
+{
+    int64_t w = slot_width(&ex->m->hp, name, nsplit);
+    for (int i = 0; i < ex->n_slots; i++)
+        if (strcmp(ex->slots[i].name, name) == 0) {
+            if (ex->slots[i].width < w)
+                return dg_fail(DG_E_UNSUPPORTED, "slot %s: a later step needs %lld elements per token, it was "
+                               "allocated for %lld", name, (long long)w, (long long)ex->slots[i].width);
+            *out = &ex->slots[i];
+            return DG_OK;
+        }
+    if (w <= 0)
+        return dg_fail(DG_E_INTERNAL, "slot %s has no size", name);
+    if (ex->n_slots >= MAX_SLOTS)
+        return dg_fail(DG_E_INTERNAL, "too many slots");
+    struct slot *s = &ex->slots[ex->n_slots];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->width = w;
+    s->bytes = ((uint64_t)w * (uint64_t)ex->max_batch * 4 + 15) / 16 * 16;
+    dg_status st = dg_buffer_alloc(ex->gl, s->bytes, NULL, &s->buf);
+    if (st)
+        return dg_fail_context(st, "slot %s: ", name);
+    ex->n_slots++;
+    ex->slot_bytes += s->bytes;
+    *out = s;
+    return DG_OK;
+}
+
+static bool is_kv(const char *slot) { return !strcmp(slot, "k_cache") || !strcmp(slot, "v_cache"); }
+
+/* ---- building one step ---- */
+
+struct hazards {
+    char written[MAX_SLOTS + 2][DG_KP_NAME], read[MAX_SLOTS + 2][DG_KP_NAME];
+    int nw, nr;
+};
+
+static bool in_set(char set[][DG_KP_NAME], int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(set[i], s))
+            return true;
+    return false;
+}
+
+static void add_set(char set[][DG_KP_NAME], int *n, const char *s)
+{
+    if (!in_set(set, *n, s) && *n < MAX_SLOTS + 2)
+        snprintf(set[(*n)++], DG_KP_NAME, "%s", s);
+}
+
+struct stepctx {
+    struct dg_exec *ex;
+    const struct dg_kp_step *s;
+    const struct dg_kp_kernel *k;
+    int layer;
+    const char *where;
+    struct dg_gpu_tensor *w[DG_KP_MAX_BINDINGS]; /* by binding index */
+    struct slot *sl[DG_KP_MAX_BINDINGS];
+    const char *slotname[DG_KP_MAX_BINDINGS];
+    struct dg_gpu_tensor *primary;
+    int64_t in_width; /* first input slot's width */
+};
+
+static void fmt_float(char *buf, size_t n, double v)
+{
+    snprintf(buf, n, "%.9g", v);
+    if (!strpbrk(buf, ".eEn"))
+        strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+static bool hparam_ref(const struct dg_hparams *hp, const char *name, char *val, size_t n)
+{
+    double v;
+    if (!strcmp(name, "final_softcap"))
+        v = hp->final_softcap;
+    else if (!strcmp(name, "attn_softcap"))
+        v = hp->attn_softcap;
+    else if (!strcmp(name, "embed_scale"))
+        v = hp->embed_scale;
+    else if (!strcmp(name, "norm_eps"))
+        v = hp->norm_eps;
+    else if (!strcmp(name, "attn_scale"))
+        v = hp->attn_scale;
+    else if (!strcmp(name, "sliding_window")) {
+        snprintf(val, n, "%d", hp->sliding_window);
+        return true;
+    } else
+        return false;
+    fmt_float(val, n, v);
+    return true;
+}
+
+static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_t n)
+{
+    const struct dg_hparams *hp = &c->ex->m->hp;
+    const struct dg_gpu_tensor *p = c->primary;
+    const struct dg_rope *rope = hp->layer_sliding[c->layer < 0 ? 0 : c->layer] ? &hp->rope_local : &hp->rope;
+    int rot = rope->rotary_dim > 0 ? rope->rotary_dim : hp->head_dim;
+#define SETI(x) snprintf(val, n, "%lld", (long long)(x))
+    if (!strcmp(name, "WTYPE")) {
+        if (!p)
+            return dg_fail(DG_E_INTERNAL, "%s: WTYPE without a weight", c->where);
+        SETI(p->dtype);
+    } else if (!strcmp(name, "WROWBYTES")) {
+        SETI(p ? p->row_bytes : 0);
+    } else if (!strcmp(name, "N")) {
+        if (p && p->ndim >= 2)
+            SETI(p->rows);
+        else if (c->k->n_bindings > 0 && c->sl[0])
+            SETI(c->sl[0]->width);
+        else
+            return dg_fail(DG_E_INTERNAL, "%s: cannot size N", c->where);
+    } else if (!strcmp(name, "K")) {
+        SETI(p ? p->cols : 0);
+    } else if (!strcmp(name, "DIM")) {
+        SETI(p ? (p->ndim >= 2 ? p->cols : p->cols * p->rows) : hp->hidden);
+    } else if (!strcmp(name, "ROWS")) {
+        int64_t dim = p ? p->cols * (p->ndim >= 2 ? 1 : p->rows) : hp->hidden;
+        if (dim <= 0 || c->in_width % dim)
+            return dg_fail(DG_E_FORMAT, "%s: input width %lld is not a multiple of the norm width %lld", c->where,
+                           (long long)c->in_width, (long long)dim);
+        SETI(c->in_width / dim);
+    } else if (!strcmp(name, "EPS")) {
+        fmt_float(val, n, hp->norm_eps);
+    } else if (!strcmp(name, "GEMMA")) {
+        SETI(hp->norm_style == DG_NORM_RMS_GEMMA);
+    } else if (!strcmp(name, "LAYERNORM")) {
+        SETI(hp->norm_style == DG_NORM_LAYER);
+    } else if (!strcmp(name, "HAS_BIAS") || !strcmp(name, "HAS_NORM_A")) {
+        const char *role = !strcmp(name, "HAS_BIAS") ? "bias" : "post_norm";
+        bool has = false;
+        for (int i = 0; i < c->k->n_bindings; i++)
+            if (!strcmp(c->k->bindings[i].role, role))
+                has = c->w[i] != NULL;
+        SETI(has);
+    } else if (!strcmp(name, "SCALE")) {
+        double es = hp->embed_scale;
+        if (c->ex->bf16_buffers && hp->arch == DG_ARCH_GEMMA3)
+            es = dg_bf16_to_f32(dg_f32_to_bf16(hp->embed_scale));
+        fmt_float(val, n, !strcmp(c->s->op, "embed") ? es : hp->attn_scale);
+    } else if (!strcmp(name, "NH")) {
+        SETI(hp->n_heads);
+    } else if (!strcmp(name, "NKV")) {
+        SETI(hp->n_kv_heads);
+    } else if (!strcmp(name, "HD")) {
+        SETI(hp->head_dim);
+    } else if (!strcmp(name, "KVDIM")) {
+        SETI(hp->n_kv_heads * hp->head_dim);
+    } else if (!strcmp(name, "ROT")) {
+        SETI(rot);
+    } else if (!strcmp(name, "NEOX")) {
+        SETI(rope->pairing == DG_ROPE_NEOX);
+    } else if (!strcmp(name, "MSCALE")) {
+        fmt_float(val, n, rope->attention_factor > 0 ? rope->attention_factor : 1.0);
+    } else if (!strcmp(name, "CTX")) {
+        SETI(c->ex->ctx);
+    } else if (!strcmp(name, "KV_F16")) {
+        SETI(c->ex->kv_f16);
+    } else if (!strcmp(name, "KVBYTES")) {
+        SETI(c->ex->kv_f16 ? 2 : 4);
+    } else if (!strcmp(name, "SOFTCAP")) {
+        fmt_float(val, n, hp->attn_softcap);
+    } else if (!strcmp(name, "WINDOW")) {
+        SETI(c->layer >= 0 && hp->layer_sliding[c->layer] ? hp->sliding_window : 0);
+    } else if (!strcmp(name, "ACT")) {
+        if (hp->act != DG_ACT_SILU && hp->act != DG_ACT_GELU_TANH && hp->act != DG_ACT_GELU)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: activation %d is not supported by kernel %s", c->where, hp->act,
+                           c->k->name);
+        SETI(hp->act == DG_ACT_SILU ? 0 : hp->act == DG_ACT_GELU_TANH ? 1 : 2);
+    } else {
+        return dg_fail(DG_E_INTERNAL, "%s: the executor does not know how to compute auto knob %s of kernel %s",
+                       c->where, name, c->k->name);
+    }
+#undef SETI
+    return DG_OK;
+}
+
+static dg_status phase_push(struct phase *ph, struct disp *d)
+{
+    if (ph->n == ph->cap) {
+        int nc = ph->cap ? ph->cap * 2 : 256;
+        struct disp *nd = realloc(ph->d, (size_t)nc * sizeof *nd);
+        if (!nd)
+            return dg_fail(DG_E_NOMEM, "dispatch list: out of memory");
+        ph->d = nd;
+        ph->cap = nc;
+    }
+    ph->d[ph->n++] = *d;
+    return DG_OK;
+}
+
+static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct dg_kp_step *s, int layer,
+                            const char *where, struct hazards *hz, int64_t T)
+{
+    const struct dg_kp_kernel *k = dg_kp_kernel_find(ex->reg, s->kernel);
+    const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, s->entry) : NULL;
+    if (!k || !e)
+        return dg_fail(DG_E_INTERNAL, "%s: kernel %s/%s vanished", where, s->kernel, s->entry);
+    struct stepctx c = {ex, s, k, layer, where};
+    const struct dg_hparams *hp = &ex->m->hp;
+
+    /* NSPLIT of this step (sizes attn_part) */
+    int64_t nsplit = 8;
+    const struct dg_kp_knob *nsk = dg_kp_knob_find(k, "NSPLIT");
+    if (nsk)
+        nsplit = atoll(nsk->def);
+    for (int i = 0; i < s->n_consts; i++)
+        if (!strcmp(s->consts[i].name, "NSPLIT"))
+            nsplit = atoll(s->consts[i].value);
+    if (nsplit < 1 || nsplit > 256)
+        return dg_fail(DG_E_FORMAT, "%s: NSPLIT %lld (expected 1..256)", where, (long long)nsplit);
+
+    /* weights and slots per binding */
+    int ii = 0, oo = 0;
+    for (int bi = 0; bi < k->n_bindings; bi++) {
+        const struct dg_kp_binding *b = &k->bindings[bi];
+        if (b->kind == DG_KB_WEIGHT) {
+            const struct dg_kp_weight *sw = NULL;
+            for (int i = 0; i < s->n_weights; i++)
+                if (!strcmp(s->weights[i].role, b->role))
+                    sw = &s->weights[i];
+            if (!sw)
+                continue;
+            char alts[128];
+            snprintf(alts, sizeof alts, "%s", sw->tmpl);
+            char *save = NULL, tried[256] = "";
+            for (char *alt = strtok_r(alts, "|", &save); alt && !c.w[bi]; alt = strtok_r(NULL, "|", &save)) {
+                char name[DG_TENSOR_NAME_MAX];
+                dg_status st = dg_kpath_weight_name(alt, layer, name, sizeof name);
+                if (st)
+                    return st;
+                c.w[bi] = tensor_get(ex, name, &st);
+                if (st)
+                    return dg_fail_context(st, "%s: ", where);
+                snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%s%s", tried[0] ? ", " : "", name);
+            }
+            if (!c.w[bi] && !b->optional)
+                return dg_fail(DG_E_FORMAT, "%s: %s.weights.%s: tensor %s is not in the model %s", ex->path->file,
+                               where, b->role, tried, ex->m->path);
+            if (c.w[bi] && !c.primary)
+                c.primary = c.w[bi];
+        } else if (b->kind == DG_KB_TABLE) {
+            /* only rope tables exist */
+        } else {
+            const char *name;
+            if (b->kind == DG_KB_OUTPUT)
+                name = s->n_output ? s->output[oo] : "hidden_state";
+            else
+                name = s->n_input ? s->input[ii] : "hidden_state";
+            ii += b->kind == DG_KB_INPUT || b->kind == DG_KB_INOUT;
+            oo += b->kind == DG_KB_OUTPUT || b->kind == DG_KB_INOUT;
+            c.slotname[bi] = name;
+            if (!is_kv(name)) {
+                dg_status st = slot_get(ex, name, nsplit, &c.sl[bi]);
+                if (st)
+                    return dg_fail_context(st, "%s: ", where);
+                if (!c.in_width && b->kind != DG_KB_OUTPUT)
+                    c.in_width = c.sl[bi]->width;
+            }
+        }
+    }
+
+    /* defines */
+    struct dg_define defs[DG_KP_MAX_KNOBS + 8];
+    char vals[DG_KP_MAX_KNOBS + 8][DG_KP_VALUE];
+    int nd = 0;
+    struct disp d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; i < k->n_file_defines; i++) {
+        defs[nd].name = k->file_defines[i].name;
+        defs[nd].value = k->file_defines[i].value;
+        nd++;
+    }
+    if (e->define[0]) {
+        defs[nd].name = e->define;
+        defs[nd].value = "1";
+        nd++;
+    }
+    for (int i = 0; i < k->n_knobs; i++) {
+        const struct dg_kp_knob *kn = &k->knobs[i];
+        const char *v = NULL;
+        if (kn->is_auto) {
+            dg_status st = auto_knob(&c, kn->name, vals[nd], sizeof vals[nd]);
+            if (st)
+                return st;
+            v = vals[nd];
+        } else {
+            for (int j = 0; j < s->n_consts; j++)
+                if (!strcmp(s->consts[j].name, kn->name))
+                    v = s->consts[j].value;
+            if (v && v[0] == '$') {
+                if (!hparam_ref(hp, v + 1, vals[nd], sizeof vals[nd]))
+                    return dg_fail(DG_E_FORMAT, "%s: %s.constants.%s: \"%s\" is not a known hparam reference "
+                                   "($final_softcap, $attn_softcap, $embed_scale, $norm_eps, $attn_scale, "
+                                   "$sliding_window)", ex->path->file, where, kn->name, v);
+                v = vals[nd];
+            }
+        }
+        if (d.nenv < MAX_ENV) {
+            const char *ev = v ? v : kn->def;
+            char *end;
+            long long iv = strtoll(ev, &end, 10);
+            if (*ev && *end == 0) {
+                snprintf(d.env[d.nenv].name, DG_KP_NAME, "%s", kn->name);
+                d.env[d.nenv].v = iv;
+                d.nenv++;
+            }
+        }
+        if (v) {
+            defs[nd].name = kn->name;
+            defs[nd].value = v;
+            nd++;
+        }
+    }
+
+    /* shape checks the kernels rely on */
+    const struct dg_kp_knob *wt = dg_kp_knob_find(k, "WTYPE");
+    if (wt && c.primary) {
+        int64_t wch = c.primary->dtype == DG_DT_F32 ? 4 : dg_dtype_info(c.primary->dtype)->block_elems == 1 ? 8 : 32;
+        if (c.primary->cols % wch)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: weight %s has %lld columns; kernel %s reads %s rows in chunks of %lld",
+                           where, c.primary->name, (long long)c.primary->cols, k->name,
+                           dg_dtype_info(c.primary->dtype)->name, (long long)wch);
+        if (dg_kp_knob_find(k, "K") && c.in_width != c.primary->cols)
+            return dg_fail(DG_E_FORMAT, "%s: weight %s has %lld columns but the input slot holds %lld per token", where,
+                           c.primary->name, (long long)c.primary->cols, (long long)c.in_width);
+    }
+    for (int bi = 0; bi < k->n_bindings; bi++)
+        if (k->bindings[bi].kind == DG_KB_WEIGHT && c.w[bi] && c.primary && c.w[bi] != c.primary &&
+            c.w[bi]->ndim >= 2 && c.primary->ndim >= 2 &&
+            (c.w[bi]->rows != c.primary->rows || c.w[bi]->dtype != c.primary->dtype))
+            return dg_fail(DG_E_UNSUPPORTED, "%s: weights %s and %s differ in shape or format", where, c.primary->name,
+                           c.w[bi]->name);
+
+    dg_status st = dg_gl_program(ex->gl, k->file, defs, nd, &d.prog);
+    if (st)
+        return dg_fail_context(st, "%s (kernel %s/%s): ", where, k->name, e->name);
+    d.k = k;
+    d.e = e;
+    d.op = s->op;
+    d.layer = layer;
+    d.loc_row0 = glGetUniformLocation(d.prog, "u_row0");
+    d.loc_nrows = glGetUniformLocation(d.prog, "u_nrows");
+
+    /* hazards: does this step need a barrier before it? */
+    bool barrier = false;
+    bool acc = k->reads_output_when[0] && env_find(d.env, d.nenv, k->reads_output_when) &&
+               env_find(d.env, d.nenv, k->reads_output_when)->v != 0;
+    for (int bi = 0; bi < k->n_bindings; bi++) {
+        const char *nm = c.slotname[bi];
+        if (!nm)
+            continue;
+        enum dg_kp_bind_kind kd = k->bindings[bi].kind;
+        bool reads = kd == DG_KB_INPUT || kd == DG_KB_INOUT || (kd == DG_KB_OUTPUT && acc);
+        bool writes = kd == DG_KB_OUTPUT || kd == DG_KB_INOUT;
+        if (reads && in_set(hz->written, hz->nw, nm))
+            barrier = true;
+        if (writes && (in_set(hz->written, hz->nw, nm) || in_set(hz->read, hz->nr, nm)))
+            barrier = true;
+    }
+    if (barrier)
+        hz->nw = hz->nr = 0;
+    for (int bi = 0; bi < k->n_bindings; bi++) {
+        const char *nm = c.slotname[bi];
+        if (!nm)
+            continue;
+        enum dg_kp_bind_kind kd = k->bindings[bi].kind;
+        if (kd == DG_KB_INPUT || kd == DG_KB_INOUT || (kd == DG_KB_OUTPUT && acc))
+            add_set(hz->read, &hz->nr, nm);
+        if (kd == DG_KB_OUTPUT || kd == DG_KB_INOUT)
+            add_set(hz->written, &hz->nw, nm);
+    }
+    d.barrier = barrier;
+
+    /* bindings (weights possibly split: one record per row range) */
+    int n_parts = 1;
+    for (int bi = 0; bi < k->n_bindings; bi++)
+        if (c.w[bi] && c.w[bi]->ndim >= 2 && c.w[bi]->n_parts > n_parts)
+            n_parts = c.w[bi]->n_parts;
+    for (int part = 0; part < n_parts; part++) {
+        struct disp dp = d;
+        if (part > 0)
+            dp.barrier = false;
+        dp.nb = 0;
+        dp.row0 = 0;
+        dp.nrows = c.primary ? (uint32_t)c.primary->rows : 0;
+        for (int bi = 0; bi < k->n_bindings; bi++) {
+            const struct dg_kp_binding *b = &k->bindings[bi];
+            struct bindrec *r = &dp.b[dp.nb];
+            r->binding = (GLuint)b->binding;
+            if (b->kind == DG_KB_WEIGHT) {
+                struct dg_gpu_tensor *g = c.w[bi];
+                if (!g)
+                    continue;
+                r->buf = g->buf;
+                if (g->ndim >= 2 && g->n_parts > 1) {
+                    if (g->n_parts != n_parts)
+                        return dg_fail(DG_E_UNSUPPORTED, "%s: weights split into different row ranges", where);
+                    r->off = g->parts[part].first_row * g->row_bytes;
+                    r->size = (g->parts[part].n_rows * g->row_bytes + 15) / 16 * 16;
+                    if (g == c.primary) {
+                        dp.row0 = (uint32_t)g->parts[part].first_row;
+                        dp.nrows = (uint32_t)g->parts[part].n_rows;
+                    }
+                } else {
+                    r->off = 0;
+                    r->size = (g->row_bytes * (uint64_t)g->rows + 15) / 16 * 16;
+                }
+            } else if (b->kind == DG_KB_TABLE) {
+                bool local = layer >= 0 && hp->layer_sliding[layer];
+                r->buf = local ? ex->rope_local : ex->rope_global;
+                r->off = 0;
+                r->size = r->buf->size;
+            } else if (is_kv(c.slotname[bi])) {
+                if (layer < 0)
+                    return dg_fail(DG_E_FORMAT, "%s: the KV cache is per layer; use it in decode/prefill steps", where);
+                r->buf = !strcmp(c.slotname[bi], "k_cache") ? ex->kcache[layer] : ex->vcache[layer];
+                r->off = 0;
+                r->size = r->buf->size;
+            } else {
+                r->buf = c.sl[bi]->buf;
+                r->off = 0;
+                r->size = c.sl[bi]->bytes;
+            }
+            dp.nb++;
+        }
+        if (c.primary && (dp.loc_row0 < 0) && n_parts > 1)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: weight %s is split into %d ranges but kernel %s cannot be dispatched "
+                           "per range", where, c.primary->name, n_parts, k->name);
+        if (dp.loc_row0 < 0)
+            dp.nrows = 0;
+        st = eval_groups(&dp, T);
+        if (st)
+            return st;
+        st = phase_push(ph, &dp);
+        if (st)
+            return st;
+    }
+    return DG_OK;
+}
+
+static bool layer_selected(const struct dg_hparams *hp, enum dg_kp_layers sel, int layer)
+{
+    switch (sel) {
+    case DG_KL_ALL:
+        return true;
+    case DG_KL_SLIDING:
+        return hp->layer_sliding[layer];
+    case DG_KL_FULL:
+        return !hp->layer_sliding[layer];
+    case DG_KL_MOE:
+        return hp->n_experts > 0 && hp->layer_moe[layer];
+    case DG_KL_DENSE:
+        return !(hp->n_experts > 0 && hp->layer_moe[layer]);
+    }
+    return true;
+}
+
+static dg_status build_phase(struct dg_exec *ex, bool prefill)
+{
+    struct dg_kp_resolved r;
+    dg_status st = dg_kplan_resolve(&ex->plan, ex->reg, NULL, ex->path, prefill, &r);
+    if (st)
+        return st;
+    struct phase *ph = &ex->ph[prefill];
+    struct hazards hz = {0};
+    int64_t T = prefill ? ex->max_batch : 1;
+    ph->cur_T = (int)T;
+    const struct dg_hparams *hp = &ex->m->hp;
+    char where[96];
+    for (int i = 0; i < r.sec[0].n_steps && !st; i++) {
+        snprintf(where, sizeof where, "preLayer[%d]", i);
+        st = build_step(ex, ph, &r.sec[0].steps[i], -1, where, &hz, T);
+    }
+    if (!st && ph->n > 0) {
+        ph->d[ph->n - 1].capture = 1;
+        ph->d[ph->n - 1].capture_slot = NULL; /* hidden_state, looked up at replay */
+    }
+    for (int L = 0; L < hp->n_layers && !st; L++) {
+        int n0 = ph->n;
+        for (int i = 0; i < r.sec[1].n_steps && !st; i++) {
+            if (!layer_selected(hp, r.sec[1].steps[i].layers, L))
+                continue;
+            snprintf(where, sizeof where, "%s[%d] (layer %d)", prefill ? "prefill.steps" : "decode.steps", i, L);
+            st = build_step(ex, ph, &r.sec[1].steps[i], L, where, &hz, T);
+        }
+        if (L == 0)
+            ph->per_layer0 = ph->n - n0;
+        if (!st && L < hp->n_layers - 1 && ph->n > 0)
+            ph->d[ph->n - 1].capture = L + 2;
+    }
+    for (int i = 0; i < r.sec[2].n_steps && !st; i++) {
+        snprintf(where, sizeof where, "postLayer[%d]", i);
+        int n0 = ph->n;
+        st = build_step(ex, ph, &r.sec[2].steps[i], -1, where, &hz, T);
+        if (!st && i == 0 && ph->n > n0) {
+            /* transformers reports the final norm's output as the last hidden state */
+            const struct dg_kp_step *s = &r.sec[2].steps[0];
+            ph->d[ph->n - 1].capture = hp->n_layers + 1;
+            struct slot *sl = NULL;
+            if (slot_get(ex, s->n_output ? s->output[0] : "hidden_state", 8, &sl) == DG_OK)
+                ph->d[ph->n - 1].capture_slot = sl;
+        }
+    }
+    for (int i = 0; i < r.sec[3].n_steps && !st; i++) {
+        snprintf(where, sizeof where, "sampling[%d]", i);
+        st = build_step(ex, ph, &r.sec[3].steps[i], -1, where, &hz, T);
+    }
+    if (!st && ph->n > 0)
+        ph->d[0].barrier = true; /* the previous token's last writes */
+    dg_kp_resolved_free(&r);
+    return st;
+}
+
+/* ---- create / destroy ---- */
+
+void dg_exec_destroy(struct dg_exec *ex)
+{
+    if (!ex)
+        return;
+    for (int i = 0; i < ex->n_tensors; i++)
+        dg_buffer_release(ex->gl, ex->tensors[i].buf);
+    for (int i = 0; i < ex->n_slots; i++)
+        dg_buffer_release(ex->gl, ex->slots[i].buf);
+    for (int L = 0; ex->kcache && L < ex->m->hp.n_layers; L++) {
+        dg_buffer_release(ex->gl, ex->kcache[L]);
+        dg_buffer_release(ex->gl, ex->vcache[L]);
+    }
+    dg_buffer_release(ex->gl, ex->rope_global);
+    dg_buffer_release(ex->gl, ex->rope_local);
+    dg_buffer_release(ex->gl, ex->ubo);
+    free(ex->kcache);
+    free(ex->vcache);
+    free(ex->tensors);
+    free(ex->ph[0].d);
+    free(ex->ph[1].d);
+    free(ex);
+}
+
+dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struct dg_kplan *plan,
+                         const struct dg_kp_registry *reg, const struct dg_kpath *path,
+                         const struct dg_exec_options *opt, struct dg_exec **out)
+{
+    *out = NULL;
+    const struct dg_hparams *hp = &m->hp;
+    if (hp->n_layers <= 0 || hp->n_layers > DG_MAX_LAYERS || hp->head_dim <= 0 || hp->head_dim % 2 ||
+        hp->n_heads <= 0 || hp->n_kv_heads <= 0 || hp->n_heads % hp->n_kv_heads || hp->hidden <= 0 || hp->vocab <= 0)
+        return dg_fail(DG_E_FORMAT, "%s: hyperparameters the executor cannot run (layers %d, heads %d/%d, head_dim %d)",
+                       m->path, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->head_dim);
+    struct dg_exec *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return dg_fail(DG_E_NOMEM, "executor: out of memory");
+    ex->gl = gl;
+    ex->m = m;
+    ex->reg = reg;
+    ex->path = path;
+    ex->plan = *plan;
+    int maxpos = hp->max_pos > 0 ? hp->max_pos : 4096;
+    ex->ctx = opt && opt->ctx > 0 ? opt->ctx : (maxpos < 4096 ? maxpos : 4096);
+    ex->bf16_buffers = opt && opt->bf16_buffers;
+    ex->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : (ex->ctx < 512 ? ex->ctx : 512);
+    if (ex->max_batch > ex->ctx)
+        ex->max_batch = ex->ctx;
+    const char *kvd = plan->kv_dtype.value[0] ? plan->kv_dtype.value : path->kv_dtype;
+    ex->kv_f16 = strcmp(kvd, "f32") != 0;
+    ex->tensors = calloc(MAX_TENSORS, sizeof *ex->tensors);
+    ex->kcache = calloc((size_t)hp->n_layers, sizeof *ex->kcache);
+    ex->vcache = calloc((size_t)hp->n_layers, sizeof *ex->vcache);
+    dg_status st = DG_OK;
+    if (!ex->tensors || !ex->kcache || !ex->vcache) {
+        st = dg_fail(DG_E_NOMEM, "executor: out of memory");
+        goto fail;
+    }
+    /* KV cache: [ctx][kv_heads * head_dim] per layer */
+    uint64_t kvb = (uint64_t)ex->ctx * (uint64_t)(hp->n_kv_heads * hp->head_dim) * (ex->kv_f16 ? 2 : 4);
+    kvb = (kvb + 15) / 16 * 16;
+    for (int L = 0; L < hp->n_layers && !st; L++) {
+        st = dg_buffer_alloc(gl, kvb, NULL, &ex->kcache[L]);
+        if (!st)
+            st = dg_buffer_alloc(gl, kvb, NULL, &ex->vcache[L]);
+        ex->kv_bytes += 2 * kvb;
+    }
+    if (st)
+        goto fail;
+    /* rope tables: [short | long] per rope config */
+    float tab[2 * DG_MAX_ROPE_FACTORS];
+    int h = dg_rope_inv_freq(&hp->rope, hp->head_dim, tab);
+    ex->rope_half = h;
+    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+        tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
+    if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_global)))
+        goto fail;
+    h = dg_rope_inv_freq(&hp->rope_local, hp->head_dim, tab);
+    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+        tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
+    if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_local)))
+        goto fail;
+    uint32_t ubo[4] = {0, 1, 0, 0};
+    if ((st = dg_buffer_alloc(gl, sizeof ubo, ubo, &ex->ubo)))
+        goto fail;
+    if ((st = build_phase(ex, false)) || (st = build_phase(ex, true)))
+        goto fail;
+    if ((st = dg_gl_check("building the dispatch lists")))
+        goto fail;
+    *out = ex;
+    return DG_OK;
+fail:
+    dg_exec_destroy(ex);
+    return st;
+}
+
+/* ---- replay ---- */
+
+static struct slot *slot_find(struct dg_exec *ex, const char *name)
+{
+    for (int i = 0; i < ex->n_slots; i++)
+        if (!strcmp(ex->slots[i].name, name))
+            return &ex->slots[i];
+    return NULL;
+}
+
+static dg_status download_rows(struct dg_exec *ex, struct slot *s, int n, float *dst)
+{
+    glMemoryBarrier(GL_BUFFER_UPDATE_BARRIER_BIT | GL_SHADER_STORAGE_BARRIER_BIT);
+    return dg_buffer_download(ex->gl, s->buf, 0, (uint64_t)n * (uint64_t)s->width * 4, dst);
+}
+
+static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden, int hid_off,
+                          int n_total)
+{
+    const struct dg_hparams *hp = &ex->m->hp;
+    struct phase *ph = &ex->ph[n > 1];
+    struct slot *tok = slot_find(ex, "token_ids");
+    if (!tok)
+        return dg_fail(DG_E_FORMAT, "%s: no step reads token_ids", ex->path->file);
+    uint32_t idbuf[512];
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= hp->vocab)
+            return dg_fail(DG_E_USAGE, "token id %d at position %d is outside the vocabulary [0, %d)", ids[i],
+                           ex->pos + i, hp->vocab);
+        idbuf[i] = (uint32_t)ids[i];
+    }
+    dg_status st = dg_buffer_upload(ex->gl, tok->buf, 0, (uint64_t)n * 4, idbuf);
+    if (st)
+        return st;
+    uint32_t ubo[4] = {(uint32_t)ex->pos, (uint32_t)n,
+                       hp->rope.type == DG_ROPE_LONGROPE && ex->pos + n > hp->rope.original_max_pos, 0};
+    if ((st = dg_buffer_upload(ex->gl, ex->ubo, 0, sizeof ubo, ubo)))
+        return st;
+    glBindBufferBase(GL_UNIFORM_BUFFER, 0, ex->ubo->id);
+    if (ph->cur_T != n) {
+        for (int i = 0; i < ph->n; i++)
+            if ((st = eval_groups(&ph->d[i], n)))
+                return st;
+        ph->cur_T = n;
+    }
+    GLuint cur = 0;
+    struct slot *hs = hidden ? slot_find(ex, "hidden_state") : NULL;
+    for (int i = 0; i < ph->n; i++) {
+        struct disp *d = &ph->d[i];
+        if (d->barrier)
+            dg_gl_barrier(ex->gl);
+        if (d->prog != cur) {
+            glUseProgram(d->prog);
+            cur = d->prog;
+        }
+        for (int b = 0; b < d->nb; b++)
+            if ((st = dg_buffer_bind(ex->gl, d->b[b].binding, d->b[b].buf, d->b[b].off, d->b[b].size)))
+                return st;
+        if (d->loc_row0 >= 0)
+            glUniform1ui(d->loc_row0, d->row0);
+        if (d->loc_nrows >= 0)
+            glUniform1ui(d->loc_nrows, d->nrows);
+        struct dg_dispatch_info info = {d->k->name, d->op, d->bytes};
+        dg_gl_dispatch(ex->gl, d->groups[0], d->groups[1], d->groups[2], &info);
+        if (hidden && d->capture > 0) {
+            struct slot *s = d->capture_slot ? d->capture_slot : hs;
+            if (s) {
+                float *tmp = malloc((size_t)n * (size_t)s->width * 4);
+                if (!tmp)
+                    return dg_fail(DG_E_NOMEM, "hidden capture: out of memory");
+                st = download_rows(ex, s, n, tmp);
+                for (int t = 0; !st && t < n; t++)
+                    memcpy(hidden + ((size_t)(d->capture - 1) * (size_t)n_total + (size_t)(hid_off + t)) * (size_t)hp->hidden,
+                           tmp + (size_t)t * (size_t)s->width, (size_t)hp->hidden * 4);
+                free(tmp);
+                if (st)
+                    return st;
+            }
+        }
+    }
+    if ((st = dg_gl_check("replaying the dispatch list")))
+        return st;
+    ex->pos += n;
+    if (logits) {
+        struct slot *lg = slot_find(ex, "logits");
+        if (!lg)
+            return dg_fail(DG_E_FORMAT, "%s: no step writes logits", ex->path->file);
+        if ((st = download_rows(ex, lg, n, logits)))
+            return st;
+    }
+    return DG_OK;
+}
+
+dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden)
+{
+    if (n <= 0)
+        return dg_fail(DG_E_USAGE, "forward: no tokens");
+    if (ex->pos + n > ex->ctx)
+        return dg_fail(DG_E_USAGE, "context length %d exceeded: %d tokens are already in the cache and %d more were "
+                       "given (raise -c)", ex->ctx, ex->pos, n);
+    int batch = ex->max_batch < 512 ? ex->max_batch : 512;
+    for (int done = 0; done < n;) {
+        int c = n - done < batch ? n - done : batch;
+        dg_status st = run_pass(ex, ids + done, c, logits ? logits + (size_t)done * (size_t)ex->m->hp.vocab : NULL,
+                                hidden, done, n);
+        if (st)
+            return st;
+        done += c;
+    }
+    return DG_OK;
+}
+
+dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n)
+{
+    struct slot *s = slot_find(ex, "token_out");
+    if (!s)
+        return dg_fail(DG_E_FORMAT, "%s: the path has no sampling step writing token_out", ex->path->file);
+    glMemoryBarrier(GL_BUFFER_UPDATE_BARRIER_BIT);
+    return dg_buffer_download(ex->gl, s->buf, 0, (uint64_t)n * 4, ids);
+}
+
+void dg_exec_reset(struct dg_exec *ex) { ex->pos = 0; }
+int dg_exec_pos(const struct dg_exec *ex) { return ex->pos; }
+int dg_exec_ctx(const struct dg_exec *ex) { return ex->ctx; }
+int dg_exec_vocab(const struct dg_exec *ex) { return ex->m->hp.vocab; }
+
+void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    for (int p = 0; p < 2; p++) {
+        int nb = 0;
+        for (int i = 0; i < ex->ph[p].n; i++)
+            nb += ex->ph[p].d[i].barrier;
+        if (p == 0) {
+            st->dispatches_decode = ex->ph[p].n;
+            st->barriers_decode = nb;
+        } else {
+            st->dispatches_prefill = ex->ph[p].n;
+            st->barriers_prefill = nb;
+        }
+    }
+    st->dispatches_per_layer_decode = ex->ph[0].per_layer0;
+    st->weight_bytes = ex->weight_bytes;
+    st->kv_bytes = ex->kv_bytes;
+    st->slot_bytes = ex->slot_bytes;
+}
+
+void dg_exec_print(const struct dg_exec *ex, FILE *out)
+{
+    for (int p = 0; p < 2; p++) {
+        const struct phase *ph = &ex->ph[p];
+        fprintf(out, "%s dispatch list (%d dispatches; layers after the first are the same with their own weights):\n",
+                p ? "prefill" : "decode", ph->n);
+        for (int i = 0; i < ph->n; i++) {
+            const struct disp *d = &ph->d[i];
+            if (d->layer > 0)
+                continue;
+            fprintf(out, "  %s%-3d %-12s %s/%s  groups %u,%u,%u%s", d->barrier ? "| " : "  ", i, d->op, d->k->name,
+                    d->e->name, d->groups[0], d->groups[1], d->groups[2], d->layer == 0 ? "  (layer 0)" : "");
+            fprintf(out, "\n        ");
+            for (int j = 0; j < d->nenv; j++)
+                fprintf(out, "%s=%lld ", d->env[j].name, (long long)d->env[j].v);
+            fprintf(out, "\n");
+        }
+    }
+    fprintf(out, "('|' marks a barrier before the dispatch)\n");
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# convert and inspect end to end: a fixture to q4_k_m, verify, --force, a corrupted shard (exit 4), GGUF
+# refusal, usage errors (exit 2), and a random model with every layout option.
+set -u
+bin=$1
+fx=${DOPPLER_FIXTURES:-../shared/fixtures}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$bin" convert --help | grep -q -- --q4k-layout || fail "convert --help lacks --q4k-layout"
+"$bin" inspect --help | grep -q -- --verify || fail "inspect --help lacks --verify"
+"$bin" convert "$fx/models/llama" "$tmp/x" --quantize q9 2>/dev/null; [ $? -eq 2 ] || fail "bad --quantize is not exit 2"
+"$bin" convert "$fx/models/llama" 2>/dev/null; [ $? -eq 2 ] || fail "missing OUTPUT is not exit 2"
+"$bin" inspect 2>/dev/null; [ $? -eq 2 ] || fail "inspect without MODEL is not exit 2"
+
+if [ -d "$fx/models/llama" ]; then
+  "$bin" convert "$fx/models/llama" "$tmp/llama" -q q4_k_m > "$tmp/out.txt" || fail "convert llama q4_k_m"
+  grep -q "total" "$tmp/out.txt" || fail "no summary"
+  "$bin" inspect "$tmp/llama" --verify > "$tmp/insp.txt" || fail "inspect --verify on a fresh model"
+  grep -q "kernel path:  llama-q4k-fused" "$tmp/insp.txt" || fail "kernel path missing from inspect"
+  "$bin" inspect "$tmp/llama" --json | grep -q '"kernelPath":.*"llama-q4k-fused"' || fail "inspect --json"
+  "$bin" convert "$fx/models/llama" "$tmp/llama" -q f16 2>"$tmp/err.txt"; rc=$?
+  [ $rc -ne 0 ] || fail "overwrote without --force"
+  grep -q -- "--force" "$tmp/err.txt" || fail "refusal does not mention --force"
+  "$bin" convert "$fx/models/llama" "$tmp/llama" -q f16 --force > /dev/null || fail "--force"
+  "$bin" inspect "$tmp/llama" | grep -q "quantization: f16" || fail "--force did not replace the model"
+  # flip one byte of the shard: sizes agree, the hash does not
+  printf 'X' | dd of="$tmp/llama/shard-00000.bin" bs=1 seek=300 conv=notrunc 2>/dev/null
+  "$bin" inspect "$tmp/llama" --verify > /dev/null 2>"$tmp/err.txt"; rc=$?
+  [ $rc -eq 4 ] || fail "hash mismatch gave exit $rc, not 4"
+  grep -q "SHA-256" "$tmp/err.txt" || fail "mismatch message lacks SHA-256"
+  ls -a "$tmp" | grep -q '\.tmp-' && fail "temporary folder left behind"
+else
+  echo "skip: fixtures missing at $fx"
+fi
+
+: > "$tmp/m.gguf"
+"$bin" inspect "$tmp/m.gguf" 2>"$tmp/err.txt"; rc=$?
+[ $rc -eq 1 ] && grep -q "not supported yet" "$tmp/err.txt" || fail "gguf inspect: exit $rc, $(cat "$tmp/err.txt")"
+
+cat > "$tmp/config.json" <<'JSON'
+{"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 256, "intermediate_size": 512,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 300,
+ "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": true,
+ "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu"}
+JSON
+"$bin" convert --random "$tmp/config.json" "$tmp/rand" -q q4_k_m --q4k-layout column_wise --transpose-weights \
+  --fuse-gate-up --shard-size 64K --seed 3 --threads 2 > /dev/null || fail "random convert with layouts"
+"$bin" inspect "$tmp/rand" --verify > "$tmp/insp.txt" || fail "inspect random"
+grep -q "q4k column_wise, weights column, transposed, gate_up fused" "$tmp/insp.txt" || fail "layout line: $(grep layout "$tmp/insp.txt")"
+grep -q "family:       qwen3" "$tmp/insp.txt" || fail "family"
+echo ok

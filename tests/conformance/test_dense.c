@@ -1,0 +1,90 @@
+/* test_dense.c: the seven dense fixture families through their built-in kernel paths against the
+ * transformers logits (../shared/fixtures/models/<arch>/logits.f32), computed two ways: prefill of the
+ * prompt then one decode per token, and one prefill of all 40 tokens.
+ *
+ * Tolerances (relative to max(1, max |logit|) of each position):
+ * - f32 paths: 1e-3 (the issue's bound; measured ~7e-7 once the rope inverse frequencies are rounded to
+ *   bf16 as transformers did for these bf16 checkpoints: dg_exec_options.bf16_buffers; without it 4e-4..1.2e-3).
+ * - f16 paths: 5e-3 (measured worst 4.7e-4, a 10x margin). The weights are BF16 in the checkpoint; converting BF16 to f16 keeps them exactly
+ *   when |w| is in f16's normal range (8 exponent bits to 5, 7 mantissa bits fit in 10), so the f16
+ *   path differs from f32 only by the f16 KV cache (relative rounding 2^-11 ~ 4.9e-4 per element),
+ *   which after a few layers of attention gives ~1e-3..1e-2 on logits of magnitude ~1..10. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf_util.h"
+#include "gl_fixture.h"
+#include "test.h"
+
+static const struct {
+    const char *dir, *family;
+} fams[] = {
+    {"llama", "llama"}, {"mistral", "mistral"}, {"qwen2", "qwen2"}, {"qwen3", "qwen3"},
+    {"gemma2", "gemma2"}, {"gemma3_text", "gemma3"}, {"phi3", "phi3"},
+};
+
+static void run_family_format(int fi, const char *fmt, double tol)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", fx, fams[fi].dir);
+    struct dg_model m;
+    dg_status st = dg_model_open(dir, &m);
+    CHECK_MSG(st == DG_OK, "%s: %s", dir, dg_last_error());
+    if (st)
+        return;
+    struct conf_ref r;
+    CHECK(conf_ref_load(dir, m.hp.vocab, &r) && r.logits);
+    if (r.logits) {
+        char pid[64];
+        if (fmt[0] == 47) snprintf(pid, sizeof pid, "%s.json", fmt); else snprintf(pid, sizeof pid, "%s-%s", fams[fi].family, fmt);
+        float *lg = malloc((size_t)r.n_tokens * (size_t)m.hp.vocab * 4);
+        for (int mode = 0; mode < 2 && lg; mode++) {
+            memset(lg, 0, (size_t)r.n_tokens * (size_t)m.hp.vocab * 4);
+            st = conf_run(gl, &m, pid, &r, mode, lg);
+            CHECK_MSG(st == DG_OK, "%s mode %d: %s", pid, mode, dg_last_error());
+            if (st)
+                continue;
+            int row;
+            double w = conf_worst(lg, r.logits, r.n_tokens, m.hp.vocab, &row);
+            printf("    %-22s %-28s worst relative logit error %.2e (position %d)\n", pid,
+                   mode ? "prefill all 40" : "prefill 12 + 28 decodes", w, row);
+            CHECK_MSG(w <= tol, "%s mode %d: worst error %.3e at position %d > %.1e", pid, mode, w, row, tol);
+            if (w > tol && mode == 1)
+                conf_hidden_report(gl, &m, dir, pid, &r);
+        }
+        free(lg);
+    }
+    conf_ref_free(&r);
+    dg_model_close(&m);
+}
+
+#define FAM_TESTS(i, name)                                                   \
+    DG_TEST(conf_##name##_f32) { run_family_format(i, "f32", 1e-3); }        \
+    DG_TEST(conf_##name##_f16) { run_family_format(i, "f16-native", 5e-3); }
+
+FAM_TESTS(0, llama)
+FAM_TESTS(1, mistral)
+FAM_TESTS(2, qwen2)
+FAM_TESTS(3, qwen3)
+FAM_TESTS(4, gemma2)
+FAM_TESTS(5, gemma3)
+FAM_TESTS(6, phi3)
+
+/* The other variants (workgroup GEMV with shared-memory reduction, split attention + combine) on two
+ * families: the profiles change entries, not results. */
+static void with_profile(const char *prof, int fi)
+{
+    conf_profile = prof;
+    run_family_format(fi, "f32", 1e-3);
+    conf_profile = NULL;
+}
+DG_TEST(conf_llama_f32_profile_nvidia) { with_profile("nvidia", 0); }
+DG_TEST(conf_gemma2_f32_profile_safe) { with_profile("safe", 4); }
+DG_TEST(conf_qwen3_f32_profile_nvidia) { with_profile("nvidia", 3); }

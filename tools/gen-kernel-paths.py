@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Generates the built-in kernel paths kernel-paths/<family>-<format>.json (run from the repository root).
+
+The files are committed; this script is how they are kept consistent. Each family differs only in the
+few steps its architecture needs (biases, q/k norms, sandwich norms, soft-capping); each weight format
+differs in the weights' GPU format and in whether fused kernels are used."""
+import json, os
+
+FAMILIES = {
+    "llama":   dict(bias=False, qknorm=False, sandwich=False, final_softcap=False, desc="Llama 2/3 (Llama 3 rope scaling, tied or untied embeddings)"),
+    "mistral": dict(bias=False, qknorm=False, sandwich=False, final_softcap=False, desc="Mistral (sliding-window attention)"),
+    "qwen2":   dict(bias=True,  qknorm=False, sandwich=False, final_softcap=False, desc="Qwen2 / Qwen2.5 (q/k/v biases)"),
+    "qwen3":   dict(bias=False, qknorm=True,  sandwich=False, final_softcap=False, desc="Qwen3 dense (per-head q/k RMSNorm)"),
+    "gemma2":  dict(bias=False, qknorm=False, sandwich=True,  final_softcap=True,  desc="Gemma 2 (sandwich norms, attention and final soft-caps, alternating sliding window)"),
+    "gemma3":  dict(bias=False, qknorm=True,  sandwich=True,  final_softcap=False, desc="Gemma 3 text (q/k norm, 5 local : 1 global layers with two rope bases)"),
+    "phi3":    dict(bias=False, qknorm=False, sandwich=False, final_softcap=False, desc="Phi-3 (fused qkv and gate_up split by the reader; longrope)"),
+}
+
+FORMATS = {
+    "f32":             dict(wf="f32",  fused=True,  desc="weights as f32 (BF16/F16 converted at load)"),
+    "f16-native":      dict(wf="f16",  fused=True,  desc="weights as f16 pairs"),
+    "q8_0":            dict(wf="q8_0", fused=True,  desc="Q8_0 weights read in GGUF layout (quantized at load when the source is float)"),
+    "q4k-fused":       dict(wf="q4_k", fused=True,  desc="Q4_K(_M) weights dequantized inside the GEMV, fused kernels", fallback="q4k-dequant-f16"),
+    "q4k-dequant-f16": dict(wf="f16",  fused=False, desc="Q4_K weights dequantized to f16 at load, unfused kernels (the safe fallback)"),
+    "q4k-dequant-f32": dict(wf="f32",  fused=False, desc="Q4_K weights dequantized to f32 at load, unfused kernels (debugging)"),
+}
+
+L = "layer.{L}."
+
+def mm(w, inp, out, bias=None, role=None, acc=False, **extra):
+    s = {"op": "matmul", "kernel": "matmul", "weights": {"weight": w} if not bias else {"weight": w, "bias": bias},
+         "input": inp, "output": out}
+    c = {}
+    if acc:
+        c["ACCUMULATE"] = 1
+    c.update(extra)
+    if c:
+        s["constants"] = c
+    if role:
+        s["role"] = role
+    return s
+
+def norm(w, inp, out, op="rmsnorm", acc=False):
+    s = {"op": op, "kernel": "rmsnorm", "weights": {"weight": w}, "input": inp, "output": out}
+    if acc:
+        s["constants"] = {"ACCUMULATE": 1}
+    return s
+
+def layer_steps(f, fused):
+    st = [norm(L + "input_layernorm", "hidden_state", "norm_out")]
+    for p, slot in (("q", "q"), ("k", "k"), ("v", "v")):
+        st.append(mm(L + f"self_attn.{p}_proj", "norm_out", slot,
+                     bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None))
+    if f["qknorm"]:
+        st.append(dict(norm(L + "self_attn.q_norm", "q", "q", op="qk_norm"), role="q_norm"))
+        st.append(dict(norm(L + "self_attn.k_norm", "k", "k", op="qk_norm"), role="k_norm"))
+    if fused:
+        st.append({"op": "rope_kv", "kernel": "rope_kv", "input": ["q", "k", "v"], "output": ["q", "k_cache", "v_cache"]})
+    else:
+        st.append({"op": "rope", "kernel": "rope", "input": ["q", "k"], "output": ["q", "k"]})
+        st.append({"op": "kv_write", "kernel": "kv_write", "input": ["k", "v"], "output": ["k_cache", "v_cache"]})
+    st.append({"op": "attention", "kernel": "attention", "input": ["q", "k_cache", "v_cache"], "output": "attn_out"})
+    if f["sandwich"]:
+        st.append(mm(L + "self_attn.o_proj", "attn_out", "proj_out"))
+        if fused:
+            st.append({"op": "add_rmsnorm", "kernel": "add_rmsnorm",
+                       "weights": {"post_norm": L + "post_attention_layernorm", "weight": L + "pre_feedforward_layernorm"},
+                       "input": ["proj_out", "hidden_state"], "output": ["hidden_state", "norm_out"],
+                       "role": "pre_feedforward_layernorm"})
+        else:
+            st.append(dict(norm(L + "post_attention_layernorm", "proj_out", "hidden_state", op="post_norm", acc=True)))
+            st.append(norm(L + "pre_feedforward_layernorm", "hidden_state", "norm_out"))
+    else:
+        st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True))
+        st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out"))
+    if fused:
+        st.append({"op": "ffn_gate_up", "kernel": "ffn_gate_up",
+                   "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
+                   "input": "norm_out", "output": "ffn_act", "role": "gate_up_proj"})
+    else:
+        st.append(mm(L + "mlp.gate_proj", "norm_out", "gate"))
+        st.append(mm(L + "mlp.up_proj", "norm_out", "up"))
+        st.append({"op": "glu", "kernel": "glu", "input": ["gate", "up"], "output": "ffn_act"})
+    if f["sandwich"]:
+        st.append(mm(L + "mlp.down_proj", "ffn_act", "proj_out"))
+        st.append(norm(L + "post_feedforward_layernorm", "proj_out", "hidden_state", op="post_norm", acc=True))
+    else:
+        st.append(mm(L + "mlp.down_proj", "ffn_act", "hidden_state", acc=True))
+    return st
+
+def path(fam, fmt):
+    f, w = FAMILIES[fam], FORMATS[fmt]
+    pid = f"{fam}-{fmt}"
+    head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head")
+    head["op"] = "lm_head"
+    if f["final_softcap"]:
+        head["constants"] = {"SOFTCAP": "$final_softcap"}
+    p = {
+        "id": pid,
+        "name": f"{fam} {fmt}",
+        "description": f"{f['desc']}; {w['desc']}.",
+        "family": fam,
+        "weightFormat": w["wf"],
+        "kvDtype": "f32" if w["wf"] == "f32" else "f16",
+        "fused": w["fused"],
+        "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
+                      "input": "token_ids", "output": "hidden_state"}],
+        "decode": {"steps": layer_steps(f, w["fused"])},
+        "postLayer": [norm("norm", "hidden_state", "norm_out"), head],
+        "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
+    }
+    if "fallback" in w:
+        p["fallback"] = f"{fam}-{w['fallback']}"
+    return p
+
+os.makedirs("kernel-paths", exist_ok=True)
+for fam in FAMILIES:
+    for fmt in FORMATS:
+        p = path(fam, fmt)
+        with open(f"kernel-paths/{p['id']}.json", "w") as fh:
+            json.dump(p, fh, indent=1)
+            fh.write("\n")
+print(len(FAMILIES) * len(FORMATS), "paths written")
