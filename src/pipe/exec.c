@@ -941,6 +941,8 @@ dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n)
 }
 
 void dg_exec_reset(struct dg_exec *ex) { ex->pos = 0; }
+void dg_exec_set_pos(struct dg_exec *ex, int pos) { ex->pos = pos < 0 ? 0 : pos > ex->ctx ? ex->ctx : pos; }
+int dg_exec_max_batch(const struct dg_exec *ex) { return ex->max_batch < 512 ? ex->max_batch : 512; }
 int dg_exec_pos(const struct dg_exec *ex) { return ex->pos; }
 int dg_exec_ctx(const struct dg_exec *ex) { return ex->ctx; }
 int dg_exec_vocab(const struct dg_exec *ex) { return ex->m->hp.vocab; }

@@ -50,6 +50,9 @@ const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name)
 /* The ids chosen by the path's sampling steps for the last forward (token_out slot), n values. */
 dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n);
 void dg_exec_reset(struct dg_exec *ex); /* position back to 0 */
+/* Moves the position back (to drop cache entries past it, e.g. decode steps run past a stop). */
+void dg_exec_set_pos(struct dg_exec *ex, int pos);
+int dg_exec_max_batch(const struct dg_exec *ex); /* tokens per prefill pass */
 int dg_exec_pos(const struct dg_exec *ex);
 int dg_exec_ctx(const struct dg_exec *ex);
 int dg_exec_vocab(const struct dg_exec *ex);
