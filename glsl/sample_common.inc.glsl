@@ -16,11 +16,11 @@
 
 // History buffer (binding 1), uints: [0] ids in the history, [1] draws so far (the RNG counter),
 // [2] history index of the first stop id sampled (S_INVALID = none), [3] capacity (ids), [4 + i] ids.
-#define H_N 0
-#define H_DRAWS 1
-#define H_STOP 2
-#define H_CAP 3
-#define H_IDS 4
+#define H_N 0u
+#define H_DRAWS 1u
+#define H_STOP 2u
+#define H_CAP 3u
+#define H_IDS 4u
 
 // True when (av, ai) comes before (bv, bi): larger value first, lower id on equal values.
 bool s_before(float av, uint ai, float bv, uint bi)
