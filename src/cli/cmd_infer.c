@@ -36,7 +36,7 @@
     "  --seed S                sampling seed for reproducible runs (default: from the clock)\n"        \
     "  --stop TEXT             stop when TEXT is generated (repeatable; TEXT is not printed)\n"        \
     "  --sync-every N          decode steps run on the GPU between two read-backs (default 8)\n"      \
-    "  --system TEXT           system message (with --chat, or in chat mode)\n"                       \
+    "  --system TEXT           system message placed before the first user turn\n"                       \
     "  --no-chat-template      never apply the model's chat template\n"
 
 struct session_opts {
@@ -44,6 +44,7 @@ struct session_opts {
     const char *stops[DG_STOP_MAX_STRINGS];
     int n_stops;
     int sync_every;
+    long ctx; /* 0: the model's maximum, at most 4096 */
     bool no_template, seed_given;
     struct dg_sample_params sp;
     struct dg_cli_plan_opts po;
@@ -198,10 +199,9 @@ static dg_status session_open(const char *cmd, struct session_opts *o, struct se
         return st;
     ss->model_open = true;
     if ((st = dg_tokenizer_for_model_path(o->model, &ss->tok)))
-        return dg_fail_context(st, "%s: the model's tokenizer: ", cmd);
-    long ctx = ss->m.hp.max_pos > 0 && ss->m.hp.max_pos < 4096 ? ss->m.hp.max_pos : 4096;
-    if (o->ctx_s && parse_int(cmd, "-c", o->ctx_s, 16, 1 << 20, &ctx))
-        return DG_E_USAGE;
+        return dg_fail_context(st, "the model's tokenizer: ");
+    (void)cmd;
+    long ctx = o->ctx > 0 ? o->ctx : ss->m.hp.max_pos > 0 && ss->m.hp.max_pos < 4096 ? ss->m.hp.max_pos : 4096;
     if ((st = dg_cli_gl_open(&o->s, &ss->gl)) || (st = dg_kp_registry_load_default(&ss->reg)) ||
         (st = dg_cli_plan_build(&o->po, dg_gl_caps(ss->gl), &ss->m, &ss->reg, &ss->plan, &ss->path)))
         return st;
@@ -458,6 +458,8 @@ static int run_infer(int argc, char **argv)
         return 2;
     if (o.system && !chat)
         return dg_usage_error("infer", "--system needs --chat");
+    if (o.ctx_s && parse_int("infer", "-c", o.ctx_s, 16, 1 << 20, &o.ctx))
+        return 2;
 
     char *text = NULL;
     size_t text_len = 0;
@@ -483,7 +485,7 @@ static int run_infer(int argc, char **argv)
     if (st || o.po.print_plan) {
         session_close(&ss);
         free(text);
-        return st == DG_E_USAGE && !*dg_last_error() ? 2 : dg_report_status(st);
+        return dg_report_status(st);
     }
     int32_t *ids = NULL;
     size_t n = 0;
@@ -493,6 +495,11 @@ static int run_infer(int argc, char **argv)
         goto out;
     if (n == 0) {
         st = dg_fail(DG_E_USAGE, "the prompt is empty after tokenization (give some text; the model adds no BOS)");
+        goto out;
+    }
+    if ((int)n >= dg_exec_ctx(ss.ex)) {
+        st = dg_fail(DG_E_USAGE, "the prompt has %zu tokens: it does not fit the context of %d tokens with room to "
+                     "generate (raise -c)", n, dg_exec_ctx(ss.ex));
         goto out;
     }
     if (!json) {
@@ -578,6 +585,8 @@ static int run_chat(int argc, char **argv)
         return dg_usage_error("chat", "-m MODEL is required");
     long n_predict = 512;
     if (o.n_s && parse_int("chat", "-n", o.n_s, 0, 1 << 24, &n_predict))
+        return 2;
+    if (o.ctx_s && parse_int("chat", "-c", o.ctx_s, 16, 1 << 20, &o.ctx))
         return 2;
     struct session ss;
     dg_status st = session_open("chat", &o, &ss);
