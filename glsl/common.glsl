@@ -56,3 +56,13 @@ float stable_tanh(float x)
 #define WG_BARRIER() \
     memoryBarrierShared(); \
     barrier()
+
+// cos and sin of a rope angle. The angle (position x inverse frequency, rounded to float as transformers
+// does) is first reduced to [-pi, pi] with a two-part 2*pi (Cody-Waite): llvmpipe's cos/sin lose
+// accuracy on large arguments and the error grew with the position (1e-3 on logits at position 30).
+vec2 rope_cs(float a)
+{
+    float k = floor(a * 0.15915494309189535 + 0.5);
+    float r = (a - k * 6.28125) - k * 1.9353071795864769e-3;
+    return vec2(cos(r), sin(r));
+}

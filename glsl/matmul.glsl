@@ -216,7 +216,12 @@ void main()
 #endif
         }
     }
-#if defined(HAS_SUBGROUP) && (TPR % SUBGROUP_SIZE) == 0
+#ifdef HAS_SUBGROUP
+#if (TPR % SUBGROUP_SIZE) == 0
+#define USE_SUBGROUP_REDUCE 1
+#endif
+#endif
+#ifdef USE_SUBGROUP_REDUCE
     acc = subgroupAdd(acc);
 #if GLU
     accu = subgroupAdd(accu);

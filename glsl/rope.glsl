@@ -42,7 +42,8 @@ void main()
     uint half_rot = uint(ROT) / 2u, toff = u_long_rope * half_rot;
     for (uint i = gl_LocalInvocationID.x; i < half_rot; i += uint(WG_SIZE)) {
         float a = pos * invf[toff + i];
-        float c = cos(a) * float(MSCALE), s = sin(a) * float(MSCALE);
+        vec2 cs = rope_cs(a) * float(MSCALE);
+        float c = cs.x, s = cs.y;
 #if NEOX
         uint i0 = i, i1 = i + half_rot;
 #else

@@ -60,7 +60,8 @@ float rot_k(uint b, uint d, float pos, uint toff)
     uint i0 = 2u * i, i1 = 2u * i + 1u;
 #endif
     float a = pos * invf[toff + i];
-    float c = cos(a) * float(MSCALE), s = sin(a) * float(MSCALE);
+    vec2 cs = rope_cs(a) * float(MSCALE);
+        float c = cs.x, s = cs.y;
     float x0 = Kx[b + i0], x1 = Kx[b + i1];
     return d == i0 ? x0 * c - x1 * s : x1 * c + x0 * s;
 }
@@ -75,7 +76,8 @@ void main()
         uint b = (t * uint(NH) + hh) * uint(HD);
         for (uint i = gl_LocalInvocationID.x; i < half_rot; i += uint(WG_SIZE)) {
             float a = pos * invf[toff + i];
-            float c = cos(a) * float(MSCALE), s = sin(a) * float(MSCALE);
+            vec2 cs = rope_cs(a) * float(MSCALE);
+        float c = cs.x, s = cs.y;
 #if NEOX
             uint i0 = i, i1 = i + half_rot;
 #else
