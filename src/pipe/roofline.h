@@ -17,7 +17,7 @@
 struct dg_roofline_options {
     uint64_t bytes; /* buffer size; 0 = 256 MiB on a GPU, 64 MiB on a software device */
     int reps;       /* timed repetitions after one warm-up pass; 0 = 5 */
-    int wg_size;    /* invocations per workgroup; 0 = 256 on a GPU, 64 on a software device */
+    int wg_size;    /* invocations per workgroup; 0 = 256 on a GPU, 8 (one SIMD row) on a software device */
     int span;       /* uvec4 words per workgroup; 0 = 4096 (64 KiB) */
 };
 
