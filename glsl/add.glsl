@@ -6,7 +6,7 @@
 #ifndef WG_SIZE
 #define WG_SIZE 64
 #endif
-#include "common.glsl"
+#include "common.inc.glsl"
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Xb { float X[]; };
 layout(std430, binding = 1) buffer Yb { float Y[]; };

@@ -1,5 +1,5 @@
 #version 310 es
-// embed.glsl: out[t][i] = table[ids[t]][i] * SCALE, for any weight format of wdecode.glsl (the table may
+// embed.glsl: out[t][i] = table[ids[t]][i] * SCALE, for any weight format of wdecode.inc.glsl (the table may
 // be the tied, quantized LM head). Invocation per (element, token). A table split by rows is dispatched
 // once per range (uniforms u_row0, u_nrows); tokens outside the range are left to the other dispatches.
 // Bindings: 0 ids (uint), 1 table, 2 out (f32).
@@ -14,8 +14,8 @@
 #define WG_SIZE 64
 #endif
 
-#include "common.glsl"
-#include "wdecode.glsl"
+#include "common.inc.glsl"
+#include "wdecode.inc.glsl"
 
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Ib { uint ids[]; };

@@ -1,7 +1,7 @@
 #version 310 es
 // matmul.glsl: y[t][n] = sum_k x[t][k] W[n][k] (+ bias[n]), for decode (GEMV) and prefill (tiled).
 // With GLU the kernel computes gate and up rows together and writes act(gate) * up (fused FFN input).
-// Weights: any WTYPE of wdecode.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
+// Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
 // Entries: main (default: ROWS_PER_WG rows a workgroup, WG_SIZE / ROWS_PER_WG threads a row, subgroup
 // or shared-memory reduction), GEMV_ROW (one invocation per row: fastest where barriers are costly, as on
 // llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared).
@@ -43,11 +43,11 @@
 #define KS 256 // K slice held in shared memory (tiled); a multiple of 32
 #endif
 
-#include "common.glsl"
+#include "common.inc.glsl"
 #if GLU
 #define WSEL2 1
 #endif
-#include "wdecode.glsl"
+#include "wdecode.inc.glsl"
 
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Xb { vec4 X4[]; };

@@ -29,7 +29,7 @@
 #define WG_SIZE 64
 #endif
 
-#include "common.glsl"
+#include "common.inc.glsl"
 
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Xb { float X[]; };

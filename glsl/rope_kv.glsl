@@ -34,7 +34,7 @@
 #define WG_SIZE 32
 #endif
 
-#include "common.glsl"
+#include "common.inc.glsl"
 
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) buffer Qb { float Q[]; };

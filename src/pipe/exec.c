@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "core/log.h"
 #include "pipe/exec_internal.h"
 
@@ -72,6 +73,7 @@ struct dg_exec {
     const struct dg_kpath *path;
     struct dg_kplan plan;
     int ctx, max_batch, pos;
+    bool bf16_buffers;
     bool kv_f16;
     struct dg_gpu_tensor *tensors;
     int n_tensors;
@@ -327,7 +329,10 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
                 has = c->w[i] != NULL;
         SETI(has);
     } else if (!strcmp(name, "SCALE")) {
-        fmt_float(val, n, !strcmp(c->s->op, "embed") ? hp->embed_scale : hp->attn_scale);
+        double es = hp->embed_scale;
+        if (c->ex->bf16_buffers && hp->arch == DG_ARCH_GEMMA3)
+            es = dg_bf16_to_f32(dg_f32_to_bf16(hp->embed_scale));
+        fmt_float(val, n, !strcmp(c->s->op, "embed") ? es : hp->attn_scale);
     } else if (!strcmp(name, "NH")) {
         SETI(hp->n_heads);
     } else if (!strcmp(name, "NKV")) {
@@ -747,6 +752,7 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     ex->plan = *plan;
     int maxpos = hp->max_pos > 0 ? hp->max_pos : 4096;
     ex->ctx = opt && opt->ctx > 0 ? opt->ctx : (maxpos < 4096 ? maxpos : 4096);
+    ex->bf16_buffers = opt && opt->bf16_buffers;
     ex->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : (ex->ctx < 512 ? ex->ctx : 512);
     if (ex->max_batch > ex->ctx)
         ex->max_batch = ex->ctx;
@@ -775,9 +781,13 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     float tab[2 * DG_MAX_ROPE_FACTORS];
     int h = dg_rope_inv_freq(&hp->rope, hp->head_dim, tab);
     ex->rope_half = h;
+    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+        tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
     if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_global)))
         goto fail;
     h = dg_rope_inv_freq(&hp->rope_local, hp->head_dim, tab);
+    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+        tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
     if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_local)))
         goto fail;
     uint32_t ubo[4] = {0, 1, 0, 0};

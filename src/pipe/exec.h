@@ -20,6 +20,10 @@ struct dg_exec_options {
     int ctx;           /* context length (KV cache positions); 0 = min(max_pos, 4096) */
     int max_batch;     /* prefill tokens per pass (longer prompts run in several passes); 0 = min(ctx, 512) */
     bool all_logits;   /* unused for now: the path's lm_head computes logits for every token of a pass */
+    /* Round the rope inverse frequencies (and Gemma 3's embedding scale) to bfloat16, as transformers does
+     * when a checkpoint is loaded in bf16 and its non-persistent buffers follow the model dtype: the
+     * fixtures' reference logits were made that way (see ref/cpu_forward.h dg_cpu_set_bf16_buffers). */
+    bool bf16_buffers;
 };
 
 struct dg_exec;

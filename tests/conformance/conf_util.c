@@ -10,6 +10,7 @@
 #include "pipe/exec.h"
 #include "test.h"
 
+const char *conf_profile;
 static struct dg_kp_registry reg;
 static bool reg_loaded;
 
@@ -107,7 +108,7 @@ static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const ch
     struct dg_kp_caps kc = {c->subgroup, c->is_software, c->max_invocations, c->max_shared_memory};
     struct dg_kplan plan;
     dg_kplan_init(&plan);
-    dg_status st = dg_kplan_apply_profile(&plan, dg_kplan_auto_profile(&kc));
+    dg_status st = dg_kplan_apply_profile(&plan, conf_profile ? conf_profile : dg_kplan_auto_profile(&kc));
     if (st)
         return st;
     dg_kp_choice_set(&plan.kernel_path, path_id, "test");
@@ -115,7 +116,7 @@ static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const ch
     st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), "f32", &p);
     if (st)
         return st;
-    struct dg_exec_options opt = {.ctx = 64, .max_batch = 64};
+    struct dg_exec_options opt = {.ctx = 64, .max_batch = 64, .bf16_buffers = true};
     struct dg_exec *ex = NULL;
     st = dg_exec_create(gl, m, &plan, rg, &p, &opt, &ex);
     if (!st) {

@@ -15,6 +15,8 @@ struct conf_ref {
     float *logits; /* [n_tokens][vocab], NULL when the fixture has none */
 };
 
+/* Kernel profile conf_run applies (NULL: chosen from the device, as the CLI does). */
+extern const char *conf_profile;
 const struct dg_kp_registry *conf_registry(void);
 /* Reads reference.json (tokens, prompt_len) and logits.f32 of a fixture folder. */
 bool conf_ref_load(const char *dir, int vocab, struct conf_ref *r);

@@ -3,8 +3,9 @@
  * prompt then one decode per token, and one prefill of all 40 tokens.
  *
  * Tolerances (relative to max(1, max |logit|) of each position):
- * - f32 paths: 1e-3 (the issue's bound; the only differences are float summation order and exp/tanh).
- * - f16 paths: 2e-2. The weights are BF16 in the checkpoint; converting BF16 to f16 keeps them exactly
+ * - f32 paths: 1e-3 (the issue's bound; measured ~7e-7 once the rope inverse frequencies are rounded to
+ *   bf16 as transformers did for these bf16 checkpoints: dg_exec_options.bf16_buffers; without it 4e-4..1.2e-3).
+ * - f16 paths: 5e-3 (measured worst 4.7e-4, a 10x margin). The weights are BF16 in the checkpoint; converting BF16 to f16 keeps them exactly
  *   when |w| is in f16's normal range (8 exponent bits to 5, 7 mantissa bits fit in 10), so the f16
  *   path differs from f32 only by the f16 KV cache (relative rounding 2^-11 ~ 4.9e-4 per element),
  *   which after a few layers of attention gives ~1e-3..1e-2 on logits of magnitude ~1..10. */
@@ -66,13 +67,24 @@ static void run_family_format(int fi, const char *fmt, double tol)
 
 #define FAM_TESTS(i, name)                                                   \
     DG_TEST(conf_##name##_f32) { run_family_format(i, "f32", 1e-3); }        \
-    DG_TEST(conf_##name##_f16) { run_family_format(i, "f16-native", 2e-2); }
+    DG_TEST(conf_##name##_f16) { run_family_format(i, "f16-native", 5e-3); }
 
 FAM_TESTS(0, llama)
 FAM_TESTS(1, mistral)
 FAM_TESTS(2, qwen2)
 FAM_TESTS(3, qwen3)
 FAM_TESTS(4, gemma2)
-DG_TEST(conf_dbg) { run_family_format(4, "/tmp/dbg-a", 1e-3); }
 FAM_TESTS(5, gemma3)
 FAM_TESTS(6, phi3)
+
+/* The other variants (workgroup GEMV with shared-memory reduction, split attention + combine) on two
+ * families: the profiles change entries, not results. */
+static void with_profile(const char *prof, int fi)
+{
+    conf_profile = prof;
+    run_family_format(fi, "f32", 1e-3);
+    conf_profile = NULL;
+}
+DG_TEST(conf_llama_f32_profile_nvidia) { with_profile("nvidia", 0); }
+DG_TEST(conf_gemma2_f32_profile_safe) { with_profile("safe", 4); }
+DG_TEST(conf_qwen3_f32_profile_nvidia) { with_profile("nvidia", 3); }

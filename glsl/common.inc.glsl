@@ -1,4 +1,4 @@
-// common.glsl: what every kernel-path kernel shares: the per-token uniform block (updated once per
+// common.inc.glsl: what every kernel-path kernel shares: the per-token uniform block (updated once per
 // token or batch, binding 0), the dtype codes of model/dtype.h, and the activation functions.
 
 layout(std140, binding = 0) uniform Tok {

@@ -1,4 +1,4 @@
-// wdecode.glsl: reads weights in their GPU format, a chunk of WCH consecutive elements of a row at a
+// wdecode.inc.glsl: reads weights in their GPU format, a chunk of WCH consecutive elements of a row at a
 // time. Weights are bound as uvec4 arrays: binding 1 (W4) and, for the fused gate/up kernel, binding 4
 // (U4); `sel` (a constant at every call site) picks one. Quantized blocks stay in GGUF byte layout and
 // are read with byte arithmetic (project decision: no repacking): Q4_K blocks (144 bytes) are 16-byte

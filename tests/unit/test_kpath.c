@@ -1,0 +1,215 @@
+/* test_kpath.c: the registry and every built-in kernel path load and validate; hand-broken paths give
+ * the validation errors the issue specifies; plans merge profile < config < command line and the fused
+ * veto falls back; formulas evaluate. No GL. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kpath/kpath.h"
+#include "test.h"
+
+static bool load_reg(struct dg_kp_registry *r)
+{
+    dg_status st = dg_kp_registry_load_default(r);
+    CHECK_MSG(st == DG_OK, "registry: %s", dg_last_error());
+    return st == DG_OK;
+}
+
+static const char *families[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"};
+static const char *formats[] = {"f32", "f16-native", "q8_0", "q4k-fused", "q4k-dequant-f16", "q4k-dequant-f32"};
+
+DG_TEST(kpath_builtin_paths_validate)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kp_caps caps = {false, true, 1024, 32768};
+    for (int f = 0; f < 7; f++)
+        for (int w = 0; w < 6; w++) {
+            char id[64], file[1200];
+            snprintf(id, sizeof id, "%s-%s", families[f], formats[w]);
+            CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
+            struct dg_kpath p;
+            dg_status st = dg_kpath_load(file, &reg, &caps, &p);
+            CHECK_MSG(st == DG_OK, "%s: %s", id, dg_last_error());
+            if (st)
+                continue;
+            CHECK(!strcmp(p.id, id));
+            struct dg_kplan plan;
+            dg_kplan_init(&plan);
+            CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+            struct dg_kp_resolved r;
+            st = dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r);
+            CHECK_MSG(st == DG_OK, "%s resolve: %s", id, dg_last_error());
+            if (!st)
+                dg_kp_resolved_free(&r);
+            dg_kpath_free(&p);
+        }
+    dg_kp_registry_free(&reg);
+}
+
+static const char *good =
+    "{\"id\":\"t\",\"preLayer\":[{\"op\":\"embed\",\"kernel\":\"embed\",\"weights\":{\"table\":\"embed_tokens\"},"
+    "\"input\":\"token_ids\"}],\"decode\":{\"steps\":["
+    "{\"op\":\"rmsnorm\",\"kernel\":\"rmsnorm\",\"weights\":\"layer.{L}.input_layernorm\",\"output\":\"norm_out\"},"
+    "{\"op\":\"matmul\",\"kernel\":\"matmul\",\"weights\":\"layer.{L}.mlp.down_proj\",\"input\":\"norm_out\","
+    "\"constants\":{\"ACCUMULATE\":1}}]}}";
+
+static void expect_error(const struct dg_kp_registry *reg, const char *from, const char *to, const char *want)
+{
+    char json[4096];
+    const char *p = strstr(good, from);
+    if (!p) {
+        CHECK_MSG(0, "bad test: %s", from);
+        return;
+    }
+    snprintf(json, sizeof json, "%.*s%s%s", (int)(p - good), good, to, p + strlen(from));
+    struct dg_kpath k;
+    dg_status st = dg_kpath_parse("broken.json", json, reg, NULL, &k);
+    CHECK_MSG(st != DG_OK, "expected an error for %s", to);
+    if (st == DG_OK) {
+        dg_kpath_free(&k);
+        return;
+    }
+    CHECK_MSG(strstr(dg_last_error(), want) != NULL, "error \"%s\" lacks \"%s\"", dg_last_error(), want);
+}
+
+DG_TEST(kpath_validation_errors)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath k;
+    dg_status st = dg_kpath_parse("good.json", good, &reg, NULL, &k);
+    CHECK_MSG(st == DG_OK, "good path: %s", dg_last_error());
+    if (!st)
+        dg_kpath_free(&k);
+    expect_error(&reg, "\"kernel\":\"matmul\"", "\"kernel\":\"matmull\"",
+                 "broken.json: decode.steps[1].kernel: \"matmull\" is not in the registry (known: embed, rmsnorm");
+    expect_error(&reg, "\"op\":\"matmul\"", "\"op\":\"attention\"", "decode.steps[1].op: \"attention\" is not an op of kernel matmul");
+    expect_error(&reg, "\"kernel\":\"matmul\"", "\"kernel\":\"matmul\",\"entry\":\"fast\"",
+                 "decode.steps[1].entry: \"fast\" is not an entry of kernel matmul (known: main, row, tiled)");
+    expect_error(&reg, "\"ACCUMULATE\":1", "\"ACCUMULATE\":1,\"TILE\":4", "decode.steps[1].constants.TILE: not a knob");
+    expect_error(&reg, "\"ACCUMULATE\":1", "\"K\":4", "constants.K: set by the executor");
+    expect_error(&reg, "\"output\":\"norm_out\"", "\"output\":\"normout\"", "decode.steps[0].output[0]: \"normout\" is not a slot");
+    expect_error(&reg, "\"input\":\"norm_out\"", "\"input\":\"q\"", "decode.steps[1].input[0]: slot \"q\" is read before any step writes it");
+    expect_error(&reg, "layer.{L}.mlp.down_proj", "layer.{L}.mlp.dwn_proj", "is not a canonical tensor name");
+    expect_error(&reg, "embed_tokens", "layer.{L}.mlp.up_proj", "uses {L} outside a per-layer section");
+    expect_error(&reg, "\"id\":\"t\"", "\"id\":\"t\",\"colour\":1", "colour: unknown field");
+    dg_kp_registry_free(&reg);
+}
+
+DG_TEST(kpath_capability_check)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    /* a registry entry that requires subgroups is refused on a device without them */
+    for (int i = 0; i < reg.n_kernels; i++)
+        if (!strcmp(reg.kernels[i].name, "matmul")) {
+            struct dg_kp_entry *e = &reg.kernels[i].entries[1];
+            snprintf(e->requires[0], DG_KP_NAME, "subgroup");
+            e->n_requires = 1;
+        }
+    char json[2048];
+    const char *from = "\"kernel\":\"matmul\"", *p = strstr(good, from);
+    snprintf(json, sizeof json, "%.*s%s%s", (int)(p - good), good, "\"kernel\":\"matmul\",\"entry\":\"row\"",
+             p + strlen(from));
+    struct dg_kp_caps no_sg = {false, false, 256, 16384}, sg = {true, false, 1024, 49152};
+    struct dg_kpath k;
+    CHECK(dg_kpath_parse("x.json", json, &reg, &no_sg, &k) == DG_E_UNSUPPORTED);
+    CHECK(strstr(dg_last_error(), "requires subgroup") != NULL);
+    CHECK_OK(dg_kpath_parse("x.json", json, &reg, &sg, &k));
+    dg_kpath_free(&k);
+    dg_kp_registry_free(&reg);
+}
+
+static bool veto_all(void *ctx, const char *id, char *reason, size_t n)
+{
+    (void)ctx;
+    snprintf(reason, n, "test veto of %s", id);
+    return false;
+}
+
+DG_TEST(kpath_plan_priority_and_veto)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_profile(&plan, "llvmpipe"));
+    CHECK(dg_kplan_apply_profile(&plan, "turbo") == DG_E_USAGE);
+    char *cfg = NULL;
+    const char *dir = dg_test_tmpdir();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cfg.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("{\"runtime\":{\"inference\":{\"kernelPlan\":{\"q4kStrategy\":\"dequant_f32\",\"variants\":{\"matmul\":"
+              "{\"decode\":\"main\",\"roles\":{\"lm_head\":\"row\"}}}},\"kernelPath\":\"llama-f32\"}}}",
+              f);
+        fclose(f);
+    }
+    CHECK_OK(dg_kplan_apply_config(&plan, path));
+    CHECK(!strcmp(plan.q4k_strategy.value, "dequant_f32") && strstr(plan.q4k_strategy.src, "config"));
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"q4kStrategy\":\"fused_q4k\",\"strict\":true}", "cli"));
+    CHECK(!strcmp(plan.q4k_strategy.value, "fused_q4k") && !strcmp(plan.q4k_strategy.src, "cli"));
+    CHECK(dg_kplan_apply_json(&plan, "{\"q4kStrategy\":\"fastest\"}", "cli") == DG_E_FORMAT);
+    CHECK(dg_kplan_apply_json(&plan, "{\"bogus\":1}", "cli") == DG_E_FORMAT);
+    /* variants: role beats phase; the plan's decode entry reaches every matmul */
+    struct dg_kpath p;
+    char file[1200];
+    plan.kernel_path.value[0] = 0;
+    CHECK_OK(dg_kplan_load_path(&plan, &reg, NULL, "llama", "q4_k", &p));
+    CHECK(!strcmp(p.id, "llama-q4k-fused"));
+    struct dg_kp_resolved r;
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    int rows = 0, mains = 0;
+    for (int s = 0; s < 4; s++)
+        for (int i = 0; i < r.sec[s].n_steps; i++) {
+            const struct dg_kp_step *st = &r.sec[s].steps[i];
+            if (!strcmp(st->role, "lm_head"))
+                rows += !strcmp(st->entry, "row");
+            else if (!strcmp(st->kernel, "matmul"))
+                mains += !strcmp(st->entry, "main");
+        }
+    CHECK(rows == 1 && mains > 0);
+    dg_kp_resolved_free(&r);
+    dg_kpath_free(&p);
+    /* the compatibility checker's veto replaces the fused path by its fallback */
+    plan.fused_check = veto_all;
+    CHECK_OK(dg_kplan_load_path(&plan, &reg, NULL, "llama", "q4_k", &p));
+    CHECK(!strcmp(p.id, "llama-q4k-dequant-f16"));
+    CHECK(!plan.fused_allowed && strstr(plan.fused_veto_reason, "test veto of llama-q4k-fused"));
+    dg_kpath_free(&p);
+    /* strict: an invalid variant is an error */
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\":{\"attention\":{\"decode\":\"warp\"}}}", "cli"));
+    CHECK_OK(dg_kpath_resolve_file("llama-f32", file, sizeof file));
+    CHECK_OK(dg_kpath_load(file, &reg, NULL, &p));
+    CHECK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r) == DG_E_FORMAT);
+    dg_kpath_free(&p);
+    free(cfg);
+    dg_kp_registry_free(&reg);
+}
+
+static bool lk(void *ctx, const char *name, int64_t *out)
+{
+    (void)ctx;
+    if (!strcmp(name, "N")) {
+        *out = 100;
+        return true;
+    }
+    return false;
+}
+
+DG_TEST(kpath_formulas)
+{
+    int64_t v;
+    CHECK_OK(dg_expr_eval("cdiv(N, 8) * 2 + max(3, 4) - (N % 7)", lk, NULL, "t", &v));
+    CHECK(v == 13 * 2 + 4 - 2);
+    CHECK(dg_expr_eval("N / 0", lk, NULL, "t", &v) == DG_E_FORMAT);
+    CHECK(dg_expr_eval("M + 1", lk, NULL, "t", &v) == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "unknown name M") != NULL);
+    CHECK(dg_expr_eval("(((1)", lk, NULL, "t", &v) == DG_E_FORMAT);
+}
