@@ -191,9 +191,9 @@ static void sb_text(struct sbuf *b, const char *s)
     }
 }
 
-#define SVG_W 960
+#define SVG_W 1040
 #define SVG_LABEL 230
-#define SVG_BAR 420
+#define SVG_BAR 380
 #define SVG_ROW 22
 
 static int svg_section(struct sbuf *b, int y, const struct phase *ph, bool by_op)
