@@ -1,18 +1,21 @@
 /* cmd_inspect.c: `doppler-gl inspect MODEL`: a doppler-gl model folder's summary (family, shape, dtypes,
- * bytes, layouts, kernel path), and with --verify every shard's size and SHA-256. */
+ * bytes, layouts, kernel path), and with --verify every shard's size and SHA-256; a GGUF file is listed by
+ * model/gguf_inspect.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "model/gguf.h"
 #include "model/manifest.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: doppler-gl inspect MODEL [options]\n\n"
-            "Prints the summary of a doppler-gl model folder (manifest.json + shards).\n\n"
+            "Prints the summary of a doppler-gl model folder (manifest.json + shards), or lists a GGUF file's\n"
+            "metadata and tensors.\n\n"
             "Options:\n"
             "      --verify  check every shard's size and SHA-256 against the manifest (exit 4 on a mismatch)\n"
             "      --json    print the summary as JSON\n"
@@ -48,10 +51,17 @@ static int run(int argc, char **argv)
     const char *path = argv[optind];
     struct stat sb;
     size_t n = strlen(path);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        /* a GGUF file: its reader validates every count, length and offset; there are no hashes to check */
+        if (verify)
+            fprintf(stderr, "doppler-gl inspect: %s: GGUF files carry no hashes; --verify checks the structure only\n",
+                    path);
+        return dg_report_status(dg_gguf_inspect(path, json, stdout));
+    }
     if (n >= 5 && strcmp(path + n - 5, ".gguf") == 0)
-        return dg_report_status(dg_fail(DG_E_UNSUPPORTED, "%s: inspecting GGUF files is not supported yet", path));
+        return dg_report_status(dg_fail(DG_E_IO, "%s: cannot open the GGUF file", path));
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return dg_report_status(dg_fail(DG_E_IO, "%s: not a doppler-gl model folder", path));
+        return dg_report_status(dg_fail(DG_E_IO, "%s: not a doppler-gl model folder or a GGUF file", path));
 
     /* opening validates every tensor against the shards before anything is printed */
     struct dg_model m;

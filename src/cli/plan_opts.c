@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/common.h"
+#include "compat/compat.h"
 
 int dg_cli_plan_option(const char *cmd, int argc, char **argv, int *i, struct dg_cli_plan_opts *o)
 {
@@ -18,6 +19,10 @@ int dg_cli_plan_option(const char *cmd, int argc, char **argv, int *i, struct dg
         return r;
     if (!strcmp(argv[*i], "--print-plan")) {
         o->print_plan = true;
+        return 1;
+    }
+    if (!strcmp(argv[*i], "--force-fused")) {
+        o->force_fused = true;
         return 1;
     }
     return 0;
@@ -58,5 +63,7 @@ dg_status dg_cli_plan_build(const struct dg_cli_plan_opts *o, const struct dg_gl
         return st;
     if (o->kernel_path)
         dg_kp_choice_set(&plan->kernel_path, o->kernel_path, "cli");
+    /* The checker only runs if the plan ends up choosing a fused path (it installs the plan's veto hook). */
+    dg_compat_apply(m, plan, o->force_fused);
     return dg_kplan_load_path(plan, reg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), path);
 }

@@ -16,11 +16,14 @@
     "  --config FILE           JSON with runtime.inference.kernelPlan / kernelPath\n"               \
     "  --kernel-plan JSON      a kernelPlan object (overrides the config file)\n"                   \
     "  --print-plan            print the resolved plan and path (every step, kernel, defines, and\n" \
-    "                          who set each choice) on stdout and exit\n"
+    "                          who set each choice) on stdout and exit\n"                    \
+    "  --force-fused           use fused kernels even when check-compat finds the model\n"        \
+    "                          INCOMPATIBLE (for testing fused kernels)\n"
 
 struct dg_cli_plan_opts {
     const char *kernel_path, *profile, *config, *plan_json;
     bool print_plan;
+    bool force_fused; /* skip the compatibility checker's veto (testing) */
 };
 
 /* 1 consumed, 0 not a plan option, -1 usage error printed. */

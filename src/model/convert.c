@@ -22,6 +22,7 @@
 #include "model/hf_config.h"
 #include "model/manifest.h"
 #include "model/quant.h"
+#include "model/tensor_spec.h"
 
 #define CHUNK_ELEMS (8u << 20) /* f32 elements per chunk: 32 MiB */
 #define DEFAULT_SHARD_SIZE (1ull << 30)
@@ -355,82 +356,26 @@ static struct job *push_job(struct joblist *l)
     return j;
 }
 
-static dg_status add_random(struct joblist *l, const struct dg_hparams *hp, const char *name, int ndim, int64_t d0,
-                            int64_t d1, int64_t d2)
-{
-    struct job *j = push_job(l);
-    if (!j)
-        return dg_fail(DG_E_NOMEM, "convert: out of memory");
-    int64_t shape[3] = {d0, d1, d2};
-    snprintf(j->name, sizeof j->name, "%s", name);
-    set_shape(j, ndim, shape);
-    j->n_parts = 1;
-    snprintf(j->parts[0].name, sizeof j->parts[0].name, "%s", name);
-    j->parts[0].rows = j->rows;
-    j->parts[0].kind = random_kind(hp, name, ndim, &j->parts[0].std, j->cols);
-    return DG_OK;
-}
-
-/* The canonical tensors of a model with these hyperparameters (the set hf_model.c validates). */
+/* Random weights: the canonical tensors of a model with these hyperparameters (tensor_spec.c). */
 static dg_status random_jobs(const struct dg_hparams *hp, struct joblist *l)
 {
-    const int64_t H = hp->hidden, V = hp->vocab, D = hp->head_dim, QD = (int64_t)hp->n_heads * D,
-                  KD = (int64_t)hp->n_kv_heads * D;
-    const bool ln = hp->norm_style == DG_NORM_LAYER;
-    dg_status st = DG_OK;
-    char n[DG_TENSOR_NAME_MAX];
-#define R(cond, name, nd, a, b, c)                                                                             \
-    do {                                                                                                       \
-        if ((cond) && st == DG_OK)                                                                             \
-            st = add_random(l, hp, name, nd, a, b, c);                                                         \
-    } while (0)
-#define N(fmt) (snprintf(n, sizeof n, "layer.%d." fmt, L), n)
-    R(true, "embed_tokens", 2, V, H, 0);
-    for (int L = 0; L < hp->n_layers; L++) {
-        R(true, N("input_layernorm"), 1, H, 0, 0);
-        R(ln, N("input_layernorm.bias"), 1, H, 0, 0);
-        R(true, N("self_attn.q_proj"), 2, QD, H, 0);
-        R(true, N("self_attn.k_proj"), 2, KD, H, 0);
-        R(true, N("self_attn.v_proj"), 2, KD, H, 0);
-        R(hp->attn_qkv_bias, N("self_attn.q_proj.bias"), 1, QD, 0, 0);
-        R(hp->attn_qkv_bias, N("self_attn.k_proj.bias"), 1, KD, 0, 0);
-        R(hp->attn_qkv_bias, N("self_attn.v_proj.bias"), 1, KD, 0, 0);
-        R(hp->qk_norm, N("self_attn.q_norm"), 1, D, 0, 0);
-        R(hp->qk_norm, N("self_attn.k_norm"), 1, D, 0, 0);
-        R(true, N("self_attn.o_proj"), 2, H, QD, 0);
-        R(hp->attn_o_bias, N("self_attn.o_proj.bias"), 1, H, 0, 0);
-        R(hp->attn_sinks, N("self_attn.sinks"), 1, hp->n_heads, 0, 0);
-        R(true, N("post_attention_layernorm"), 1, H, 0, 0);
-        R(ln, N("post_attention_layernorm.bias"), 1, H, 0, 0);
-        R(hp->sandwich_norm, N("pre_feedforward_layernorm"), 1, H, 0, 0);
-        R(hp->sandwich_norm, N("post_feedforward_layernorm"), 1, H, 0, 0);
-        if (hp->n_experts && hp->layer_moe[L]) {
-            const int64_t X = hp->n_experts, I = hp->moe_intermediate;
-            bool eb = hp->arch == DG_ARCH_GPT_OSS;
-            R(true, N("mlp.router"), 2, X, H, 0);
-            R(hp->router == DG_ROUTER_TOPK_SOFTMAX, N("mlp.router.bias"), 1, X, 0, 0);
-            R(true, N("mlp.experts.gate_proj"), 3, X, I, H);
-            R(true, N("mlp.experts.up_proj"), 3, X, I, H);
-            R(true, N("mlp.experts.down_proj"), 3, X, H, I);
-            R(eb, N("mlp.experts.gate_proj.bias"), 2, X, I, 0);
-            R(eb, N("mlp.experts.up_proj.bias"), 2, X, I, 0);
-            R(eb, N("mlp.experts.down_proj.bias"), 2, X, H, 0);
-        } else {
-            const int64_t I = hp->intermediate;
-            R(true, N("mlp.gate_proj"), 2, I, H, 0);
-            R(true, N("mlp.up_proj"), 2, I, H, 0);
-            R(true, N("mlp.down_proj"), 2, H, I, 0);
-            R(hp->mlp_bias, N("mlp.gate_proj.bias"), 1, I, 0, 0);
-            R(hp->mlp_bias, N("mlp.up_proj.bias"), 1, I, 0, 0);
-            R(hp->mlp_bias, N("mlp.down_proj.bias"), 1, H, 0, 0);
+    struct dg_tensor_spec *sp;
+    int n;
+    dg_status st = dg_tensor_specs(hp, &sp, &n);
+    for (int i = 0; i < n && st == DG_OK; i++) {
+        struct job *j = push_job(l);
+        if (!j) {
+            st = dg_fail(DG_E_NOMEM, "convert: out of memory");
+            break;
         }
+        snprintf(j->name, sizeof j->name, "%s", sp[i].name);
+        set_shape(j, sp[i].ndim, sp[i].shape);
+        j->n_parts = 1;
+        snprintf(j->parts[0].name, sizeof j->parts[0].name, "%s", sp[i].name);
+        j->parts[0].rows = j->rows;
+        j->parts[0].kind = random_kind(hp, sp[i].name, sp[i].ndim, &j->parts[0].std, j->cols);
     }
-    R(true, "norm", 1, H, 0, 0);
-    R(ln, "norm.bias", 1, H, 0, 0);
-    R(!hp->tie_embeddings, "lm_head", 2, V, H, 0);
-    R(hp->lm_head_bias, "lm_head.bias", 1, V, 0, 0);
-#undef R
-#undef N
+    free(sp);
     return st;
 }
 
@@ -550,6 +495,18 @@ static dg_status write_job(struct conv *c, const struct job *j)
     const struct dg_dtype_info *info = dg_dtype_info(j->dtype);
     uint64_t orow_bytes = j->layout == DG_LAYOUT_FLAT ? 0 : dg_dtype_row_bytes(j->dtype, (uint64_t)ocols);
     int64_t step = chunk_rows(j);
+    const struct dg_tensor *src = j->n_parts == 1 ? j->parts[0].src : NULL;
+    if (src && !j->transpose && j->layout == DG_LAYOUT_ROW && src->dtype == j->dtype && src->nbytes == j->out_bytes) {
+        /* already in the wanted type (a GGUF's q8_0 into q8_0, bf16 into bf16): copy the bytes, never requantize */
+        dg_status st = DG_OK;
+        for (uint64_t off = 0; off < src->nbytes && st == DG_OK; off += 64u << 20) {
+            if (cancelled)
+                return dg_fail(DG_E_IO, "conversion interrupted; nothing was written to %s", c->o->output);
+            uint64_t len = src->nbytes - off < (64u << 20) ? src->nbytes - off : 64u << 20;
+            st = emit(c, (const uint8_t *)src->data + off, len);
+        }
+        return st;
+    }
     uint8_t *colbuf = NULL, *colout = NULL; /* column layout: the whole batch's blocks, then reordered */
     uint64_t nbc = 0;
     if (j->layout == DG_LAYOUT_COLUMN) {

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "model/manifest.h"
+#include "model/tensor_spec.h"
 
 #define MAX_MANIFEST_BYTES (64u << 20)
 #define MAX_SHARDS 4096
@@ -229,6 +230,8 @@ static dg_status parse_tensor(const char *path, const cJSON *e, const cJSON *sha
     return DG_OK;
 }
 
+static int cmp_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 void dg_model_close_manifest(struct dg_model *m)
 {
     struct manifest_priv *p = m->priv;
@@ -295,11 +298,21 @@ dg_status dg_model_open_manifest(const char *dir, struct dg_model *m)
         st = parse_tensor(path, e, shards, n_shards, &m->tensors[i], &tshard[i], &toff[i]);
         if (st != DG_OK)
             break;
-        for (int j = 0; j < i && st == DG_OK; j++) /* cJSON keeps duplicate keys: refuse them */
-            if (strcmp(m->tensors[j].name, m->tensors[i].name) == 0)
-                st = dg_fail(DG_E_FORMAT, "%s: tensor %s appears twice", path, m->tensors[i].name);
         i++;
         m->n_tensors = i;
+    }
+    if (st == DG_OK) { /* cJSON keeps duplicate keys: refuse them (sorted names, so n log n for any input) */
+        const char **names = malloc((size_t)m->n_tensors * sizeof *names);
+        if (!names)
+            st = dg_fail(DG_E_NOMEM, "%s: out of memory", path);
+        for (int k = 0; names && k < m->n_tensors; k++)
+            names[k] = m->tensors[k].name;
+        if (names)
+            qsort(names, (size_t)m->n_tensors, sizeof *names, cmp_names);
+        for (int k = 1; names && k < m->n_tensors && st == DG_OK; k++)
+            if (strcmp(names[k - 1], names[k]) == 0)
+                st = dg_fail(DG_E_FORMAT, "%s: tensor %s appears twice", path, names[k]);
+        free(names);
     }
     /* map shards: each must exist with exactly the manifest's size */
     p->n_maps = n_shards;
@@ -330,6 +343,8 @@ dg_status dg_model_open_manifest(const char *dir, struct dg_model *m)
         }
         close(fd);
     }
+    if (st == DG_OK) /* shapes against the config, so consumers can trust hp to describe the tensors */
+        st = dg_tensor_specs_check(m, path);
     for (int t = 0; t < m->n_tensors && st == DG_OK; t++)
         m->tensors[t].data = p->maps[tshard[t]] ? (const uint8_t *)p->maps[tshard[t]] + toff[t] : NULL;
     free(tshard), free(toff);

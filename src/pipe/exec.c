@@ -828,16 +828,18 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
     struct slot *tok = slot_find(ex, "token_ids");
     if (!tok)
         return dg_fail(DG_E_FORMAT, "%s: no step reads token_ids", ex->path->file);
-    uint32_t idbuf[512];
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= hp->vocab)
-            return dg_fail(DG_E_USAGE, "token id %d at position %d is outside the vocabulary [0, %d)", ids[i],
-                           ex->pos + i, hp->vocab);
-        idbuf[i] = (uint32_t)ids[i];
+    dg_status st = DG_OK;
+    if (ids) { /* NULL: the ids are already in token_ids on the GPU (written by the sampler) */
+        uint32_t idbuf[512];
+        for (int i = 0; i < n; i++) {
+            if (ids[i] < 0 || ids[i] >= hp->vocab)
+                return dg_fail(DG_E_USAGE, "token id %d at position %d is outside the vocabulary [0, %d)", ids[i],
+                               ex->pos + i, hp->vocab);
+            idbuf[i] = (uint32_t)ids[i];
+        }
+        if ((st = dg_buffer_upload(ex->gl, tok->buf, 0, (uint64_t)n * 4, idbuf)))
+            return st;
     }
-    dg_status st = dg_buffer_upload(ex->gl, tok->buf, 0, (uint64_t)n * 4, idbuf);
-    if (st)
-        return st;
     uint32_t ubo[4] = {(uint32_t)ex->pos, (uint32_t)n,
                        hp->rope.type == DG_ROPE_LONGROPE && ex->pos + n > hp->rope.original_max_pos, 0};
     if ((st = dg_buffer_upload(ex->gl, ex->ubo, 0, sizeof ubo, ubo)))
@@ -916,6 +918,19 @@ dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *
     return DG_OK;
 }
 
+dg_status dg_exec_forward_gpu_token(struct dg_exec *ex)
+{
+    if (ex->pos + 1 > ex->ctx)
+        return dg_fail(DG_E_USAGE, "context length %d reached (raise -c)", ex->ctx);
+    return run_pass(ex, NULL, 1, NULL, NULL, 0, 1);
+}
+
+const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name)
+{
+    struct slot *s = slot_find((struct dg_exec *)ex, name);
+    return s ? s->buf : NULL;
+}
+
 dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n)
 {
     struct slot *s = slot_find(ex, "token_out");
@@ -926,6 +941,8 @@ dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n)
 }
 
 void dg_exec_reset(struct dg_exec *ex) { ex->pos = 0; }
+void dg_exec_set_pos(struct dg_exec *ex, int pos) { ex->pos = pos < 0 ? 0 : pos > ex->ctx ? ex->ctx : pos; }
+int dg_exec_max_batch(const struct dg_exec *ex) { return ex->max_batch < 512 ? ex->max_batch : 512; }
 int dg_exec_pos(const struct dg_exec *ex) { return ex->pos; }
 int dg_exec_ctx(const struct dg_exec *ex) { return ex->ctx; }
 int dg_exec_vocab(const struct dg_exec *ex) { return ex->m->hp.vocab; }

@@ -41,9 +41,18 @@ void dg_exec_destroy(struct dg_exec *ex);
  * layer's output, and for the last entry the final norm's output (as transformers reports them); this
  * reads back after every layer and is for debugging only. Going past the context length is an error. */
 dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden);
+/* One decode step whose input id is already in the token_ids slot's element 0 on the GPU (written there
+ * by the sampler): the GPU-only decode loop, no upload and no read-back. */
+dg_status dg_exec_forward_gpu_token(struct dg_exec *ex);
+/* A slot's buffer ("logits": rows of vocab f32 for the last pass; "token_ids": the pass's input ids), or
+ * NULL when the path has no such slot. */
+const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name);
 /* The ids chosen by the path's sampling steps for the last forward (token_out slot), n values. */
 dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n);
 void dg_exec_reset(struct dg_exec *ex); /* position back to 0 */
+/* Moves the position back (to drop cache entries past it, e.g. decode steps run past a stop). */
+void dg_exec_set_pos(struct dg_exec *ex, int pos);
+int dg_exec_max_batch(const struct dg_exec *ex); /* tokens per prefill pass */
 int dg_exec_pos(const struct dg_exec *ex);
 int dg_exec_ctx(const struct dg_exec *ex);
 int dg_exec_vocab(const struct dg_exec *ex);

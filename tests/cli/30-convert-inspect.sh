@@ -37,7 +37,11 @@ fi
 
 : > "$tmp/m.gguf"
 "$bin" inspect "$tmp/m.gguf" 2>"$tmp/err.txt"; rc=$?
-[ $rc -eq 1 ] && grep -q "not supported yet" "$tmp/err.txt" || fail "gguf inspect: exit $rc, $(cat "$tmp/err.txt")"
+[ $rc -eq 1 ] && grep -q "m.gguf" "$tmp/err.txt" || fail "empty gguf inspect: exit $rc, $(cat "$tmp/err.txt")"
+if [ -f "$fx/gguf/sotu-6m.Q8_0.gguf" ]; then
+  "$bin" inspect "$fx/gguf/sotu-6m.Q8_0.gguf" > "$tmp/g.txt" || fail "inspect a GGUF"
+  grep -q "q8_0\|Q8_0" "$tmp/g.txt" || fail "GGUF listing lacks q8_0 tensors"
+fi
 
 cat > "$tmp/config.json" <<'JSON'
 {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 256, "intermediate_size": 512,

@@ -510,6 +510,16 @@ static void m_bad_shard_name(cJSON *r)
     cJSON_ReplaceItemInObject(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "shards"), 0), "file",
                               cJSON_CreateString("../x.bin"));
 }
+static void m_duplicate(cJSON *r)
+{
+    cJSON *t = cJSON_GetObjectItem(r, "tensors");
+    cJSON_AddItemToObject(t, t->child->string, cJSON_Duplicate(t->child, 1));
+}
+static void m_config_shape(cJSON *r)
+{
+    /* sizes stay consistent, but the config now implies other shapes (8 heads of 64 → q_proj [512, 256]) */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, "config"), "n_heads", cJSON_CreateNumber(8));
+}
 static void m_bad_config(cJSON *r) { cJSON_DeleteItemFromObject(cJSON_GetObjectItem(r, "config"), "n_layers"); }
 
 DG_TEST(manifest_corrupt_folders)
@@ -527,6 +537,7 @@ DG_TEST(manifest_corrupt_folders)
         {"offset", m_offset_past_end, "past the end"}, {"dtype", m_bad_dtype, "q3_x"},
         {"size", m_bad_size, "does not match"},         {"shape", m_bad_shape, "shape[1]"},
         {"shard-name", m_bad_shard_name, "file name"}, {"config", m_bad_config, "n_layers"},
+        {"duplicate", m_duplicate, "twice"},            {"config-shape", m_config_shape, "expected [512, 256]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir[1024], cmd[2200];
@@ -591,4 +602,84 @@ DG_TEST(convert_force)
     CHECK(t && t->dtype == DG_DT_Q8_0);
     dg_model_close(&m);
     CHECK(no_temp_left(tmp));
+}
+
+DG_TEST(manifest_mutations_do_not_crash)
+{
+    /* 300 random byte edits of a valid manifest.json: each open either succeeds or fails with a message,
+     * never crashes (this test's value is under ASan/UBSan) */
+    const char *tmp = dg_test_tmpdir();
+    const char *cfg = write_small_config(tmp);
+    char good[1024], path[1200];
+    snprintf(good, sizeof good, "%s/good", tmp);
+    CHECK_OK(convert_random(cfg, good, DG_Q_Q4_K_M, DG_LAYOUT_ROW, false, false));
+    snprintf(path, sizeof path, "%s/manifest.json", good);
+    size_t n;
+    char *orig = dg_test_read_file(path, &n);
+    CHECK(orig != NULL);
+    if (!orig)
+        return;
+    uint64_t s = 12345;
+    int opened = 0, refused = 0;
+    for (int it = 0; it < 300; it++) {
+        char *b = malloc(n);
+        memcpy(b, orig, n);
+        for (int k = 0; k < 1 + it % 4; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            size_t at = (size_t)(s >> 33) % n;
+            static const char pool[] = "0123456789-.e\"{}[],: xq";
+            b[at] = pool[(s >> 20) % (sizeof pool - 1)];
+        }
+        FILE *f = fopen(path, "wb");
+        fwrite(b, 1, n, f);
+        fclose(f);
+        free(b);
+        struct dg_model m;
+        if (dg_model_open_manifest(good, &m) == DG_OK) {
+            opened++;
+            dg_model_close(&m);
+        } else {
+            refused++;
+            CHECK(dg_last_error()[0] != 0);
+        }
+    }
+    printf("  %d mutated manifests opened, %d refused\n", opened, refused);
+    CHECK(refused > 0);
+    free(orig);
+}
+
+DG_TEST(convert_gguf_same_type_copies_bytes)
+{
+    /* a GGUF whose q8_0 tensors go to --quantize q8_0 keeps them byte for byte (no requantization) */
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
+    char in[1024], out[1024];
+    snprintf(in, sizeof in, "%s/gguf/sotu-6m.Q8_0.gguf", fx);
+    snprintf(out, sizeof out, "%s/sotu-q8", dg_test_tmpdir());
+    struct dg_model src, m;
+    if (dg_model_open(in, &src) != DG_OK)
+        SKIP("%s cannot be opened here: %s", in, dg_last_error());
+    struct dg_convert_opts o = {.input = in, .output = out, .scheme = DG_Q_Q8_0, .threads = 2};
+    struct dg_convert_summary s;
+    CHECK_OK(dg_convert(&o, &s));
+    CHECK_OK(dg_model_open_manifest(out, &m));
+    if (dg_test_failed()) {
+        dg_model_close(&src);
+        return;
+    }
+    CHECK(hparams_equal(&src.hp, &m.hp));
+    int same = 0;
+    for (int i = 0; i < src.n_tensors; i++) {
+        const struct dg_tensor *a = &src.tensors[i], *b = dg_model_find(&m, a->name);
+        CHECK(b != NULL);
+        if (b && a->dtype == DG_DT_Q8_0) {
+            CHECK_MSG(b->dtype == DG_DT_Q8_0 && b->nbytes == a->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
+                      "%s: q8_0 bytes changed", a->name);
+            same++;
+        }
+    }
+    CHECK(same > 0);
+    dg_model_close(&m);
+    dg_model_close(&src);
 }
