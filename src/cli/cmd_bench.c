@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "pipe/exec.h"
+#include "pipe/generate.h"
 #include "pipe/roofline.h"
 
 extern char **environ;
@@ -44,7 +45,10 @@ static void usage(FILE *out)
             "  -p, --n-prompt N        prompt tokens for the prefill test (default 512; 0 skips it)\n"
             "  -n, --n-gen N           tokens for the decode test (default 128; 0 skips it)\n"
             "  -r, --repetitions N     repetitions of each test (default 3)\n"
-            "  -c, --ctx N             context length (default: the larger of -p and -n)\n"
+            "  -c, --ctx N             context length (default: the larger of -p and -n, +1 with --sync-every)\n"
+            "  --sync-every N          decode through the generation loop (GPU sampler, greedy), reading\n"
+            "                          ids back once per N tokens; 0 (default): the path's own argmax and\n"
+            "                          one 4-byte read per token, as llama-bench synchronises per token\n"
             "  --bandwidth-mib N       buffer for the bandwidth probe in MiB (default 256 on a GPU,\n"
             "                          64 on a software device; 0 skips the probe)\n"
             "  --no-ttft               skip the time-to-first-token runs (two child processes)\n"
@@ -58,7 +62,7 @@ static void usage(FILE *out)
 
 struct args {
     const char *model, *out_dir;
-    long p, n, r, ctx, bw_mib;
+    long p, n, r, ctx, bw_mib, sync;
     bool json, no_save, no_ttft, child, ctx_set, bw_set;
     struct dg_cli_plan_opts po;
 };
@@ -84,7 +88,7 @@ static int parse_long(const char *opt, const char *v, long lo, long hi, long *ou
 /* 0 parsed, 1 help printed, 2 usage error printed. */
 static int parse(int argc, char **argv, struct dg_settings *s, struct args *a)
 {
-    const char *p = NULL, *n = NULL, *r = NULL, *c = NULL, *bw = NULL;
+    const char *p = NULL, *n = NULL, *r = NULL, *c = NULL, *bw = NULL, *se = NULL;
     for (int i = 1; i < argc; i++) {
         int k;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -104,6 +108,7 @@ static int parse(int argc, char **argv, struct dg_settings *s, struct args *a)
             (k = dg_cli_option_value("bench", "--ctx", argc, argv, &i, &c)) ||
             (k = dg_cli_option_value("bench", "-c", argc, argv, &i, &c)) ||
             (k = dg_cli_option_value("bench", "--bandwidth-mib", argc, argv, &i, &bw)) ||
+            (k = dg_cli_option_value("bench", "--sync-every", argc, argv, &i, &se)) ||
             (k = dg_cli_option_value("bench", "--out", argc, argv, &i, &a->out_dir))) {
             if (k < 0)
                 return 2;
@@ -122,7 +127,8 @@ static int parse(int argc, char **argv, struct dg_settings *s, struct args *a)
     }
     if ((p && parse_long("-p", p, 0, 1 << 20, &a->p)) || (n && parse_long("-n", n, 0, 1 << 20, &a->n)) ||
         (r && parse_long("-r", r, 1, MAX_REPS, &a->r)) || (c && parse_long("-c", c, 1, 1 << 24, &a->ctx)) ||
-        (bw && parse_long("--bandwidth-mib", bw, 0, 1 << 16, &a->bw_mib)))
+        (bw && parse_long("--bandwidth-mib", bw, 0, 1 << 16, &a->bw_mib)) ||
+        (se && parse_long("--sync-every", se, 0, 256, &a->sync)))
         return 2;
     a->ctx_set = c != NULL;
     a->bw_set = bw != NULL;
@@ -134,7 +140,8 @@ static int parse(int argc, char **argv, struct dg_settings *s, struct args *a)
         dg_usage_error("bench", "-p and -n are both 0: nothing to measure");
         return 2;
     }
-    long need = a->p > a->n ? a->p : a->n;
+    /* The generation loop keeps one free position after its prompt token. */
+    long need = a->p > a->n + (a->sync > 0) ? a->p : a->n + (a->sync > 0);
     if (!a->ctx_set)
         a->ctx = need > 0 ? need : 1;
     else if (a->ctx < need) {
@@ -475,6 +482,7 @@ static int run(int argc, char **argv)
     struct dg_kplan plan;
     struct dg_kpath path = {0};
     struct dg_exec *ex = NULL;
+    struct dg_sampler *smp = NULL;
     int32_t *ids = NULL;
     cJSON *root = NULL, *cold = NULL, *warm = NULL;
     char *text = NULL;
@@ -538,7 +546,40 @@ static int run(int argc, char **argv)
         pp_bar = dg_gl_barrier_count(gl) - b0;
         pp_readback = 4;
     }
-    for (int r = 0; r < a.r && a.n > 0; r++) {
+    if (a.sync > 0 && a.n > 0) {
+        struct dg_sampler_options so = {.vocab = vocab, .history_cap = (int)a.ctx + 1};
+        struct dg_sample_params sp;
+        dg_sample_params_default(&sp);
+        sp.temp = 0; /* greedy: the same work per token as the path's argmax, through the real loop */
+        if ((st = dg_sampler_create(gl, &so, &smp)) || (st = dg_sampler_set_params(smp, &sp)))
+            goto out;
+    }
+    for (int r = 0; r < a.r && a.n > 0 && smp; r++) {
+        DG_INFO("bench: tg%ld repetition %d/%ld (generation loop, sync every %ld)", a.n, r + 1, a.r, a.sync);
+        dg_exec_reset(ex);
+        if ((st = dg_sampler_reset(smp, NULL, 0)))
+            goto out;
+        glFinish();
+        uint64_t d0 = dg_gl_dispatch_count(gl), b0 = dg_gl_barrier_count(gl);
+        struct dg_generate_opts go = {.n_predict = (int)a.n, .sync_every = (int)a.sync};
+        struct dg_generate_stats gs;
+        double t0 = now_ms();
+        /* One prompt token: its forward is a decode step, so n forwards give the n generated ids. */
+        if ((st = dg_generate(ex, smp, ids, 1, &go, NULL, NULL, &gs)))
+            goto out;
+        tg_ms[r] = now_ms() - t0;
+        if (gs.n_generated != a.n) {
+            st = dg_fail(DG_E_INTERNAL, "bench: the generation loop stopped after %d of %ld tokens (%s)",
+                         gs.n_generated, a.n, dg_stop_reason_name(gs.stop));
+            goto out;
+        }
+        tg_tps[r] = (double)a.n / (tg_ms[r] / 1e3);
+        tg_disp = dg_gl_dispatch_count(gl) - d0;
+        tg_bar = dg_gl_barrier_count(gl) - b0;
+        /* each read-back maps the history header (16 bytes) and the group's ids */
+        tg_readback = (uint64_t)gs.readbacks * 16 + (uint64_t)a.n * 4;
+    }
+    for (int r = 0; r < a.r && a.n > 0 && !smp; r++) {
         DG_INFO("bench: tg%ld repetition %d/%ld", a.n, r + 1, a.r);
         dg_exec_reset(ex);
         glFinish();
@@ -595,6 +636,10 @@ static int run(int argc, char **argv)
     cJSON_AddNumberToObject(cfg, "n_gen", (double)a.n);
     cJSON_AddNumberToObject(cfg, "repetitions", (double)a.r);
     cJSON_AddNumberToObject(cfg, "ctx", (double)a.ctx);
+    cJSON_AddNumberToObject(cfg, "sync_every", (double)a.sync);
+    cJSON_AddStringToObject(cfg, "decode_loop", a.sync > 0 ? "generation loop: GPU greedy sampler feeding the next "
+                                                             "step on the GPU, ids read back once per sync_every"
+                                                           : "path argmax, one 4-byte id read back per token");
     cJSON *tests = cJSON_AddArrayToObject(root, "tests");
     char name[32];
     cJSON *pp = NULL, *tg = NULL;
@@ -640,7 +685,7 @@ static int run(int argc, char **argv)
     cJSON_AddNumberToObject(pt, "dispatches_decode", a.n > 0 ? (double)tg_disp / nd : es.dispatches_decode);
     cJSON_AddNumberToObject(pt, "barriers_decode", a.n > 0 ? (double)tg_bar / nd : es.barriers_decode);
     cJSON_AddNumberToObject(pt, "readback_bytes_decode", a.n > 0 ? (double)tg_readback / nd : 0);
-    cJSON_AddNumberToObject(pt, "syncs_decode", a.n > 0 ? 1 : 0);
+    cJSON_AddNumberToObject(pt, "syncs_decode", a.n > 0 ? (a.sync > 0 ? 1.0 / (double)a.sync : 1.0) : 0);
     cJSON_AddNumberToObject(pt, "dispatches_per_layer_decode", es.dispatches_per_layer_decode);
     cJSON_AddNumberToObject(pt, "dispatches_prefill_pass", a.p > 0 ? (double)pp_disp : es.dispatches_prefill);
     cJSON_AddNumberToObject(pt, "barriers_prefill_pass", a.p > 0 ? (double)pp_bar : es.barriers_prefill);
@@ -704,6 +749,7 @@ static int run(int argc, char **argv)
     else
         print_table(root, saved);
 out:
+    dg_sampler_destroy(smp);
     free(text);
     cJSON_Delete(root);
     cJSON_Delete(cold);

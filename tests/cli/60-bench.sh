@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 # usage errors (exit 2) need no model
-for args in "-p -1" "-r 0" "-r 101" "-n x" "--bogus" "-c 0" "--bandwidth-mib -3"; do
+for args in "-p -1" "-r 0" "-r 101" "-n x" "--bogus" "-c 0" "--bandwidth-mib -3" "--sync-every 257"; do
   # shellcheck disable=SC2086
   "$bin" bench -m "$tmp/none" $args 2>/dev/null; rc=$?
   [ $rc -eq 2 ] || fail "bench $args: exit $rc, expected 2"
@@ -85,11 +85,12 @@ else
 fi
 
 # a second run keeps the first result; the table names the tests and the file
-"$bin" bench -m "$tmp/m" -p 8 -n 4 -r 1 --no-ttft --bandwidth-mib 1 --out "$tmp/res" > "$tmp/table.txt" 2>&1 \
+"$bin" bench -m "$tmp/m" -p 8 -n 4 -r 1 --no-ttft --sync-every 2 --bandwidth-mib 1 --out "$tmp/res" > "$tmp/table.txt" 2>&1 \
   || fail "second bench: $(cat "$tmp/table.txt")"
 [ "$(ls "$tmp/res" | wc -l)" -eq 2 ] || fail "second run replaced the first: $(ls "$tmp/res")"
 grep -q "tg4" "$tmp/table.txt" && grep -q "pp8" "$tmp/table.txt" || fail "table lacks the tests"
 grep -q "saved .*-2\.json" "$tmp/table.txt" || fail "table does not name the second file: $(cat "$tmp/table.txt")"
+grep -q '"sync_every":.*2' "$(ls "$tmp"/res/*-2.json)" || fail "second result does not record --sync-every 2"
 "$bin" bench -m "$tmp/m" -p 0 -n 2 -r 1 --no-ttft --bandwidth-mib 0 --no-save --out "$tmp/res2" > /dev/null 2>&1 \
   || fail "--no-save run"
 [ ! -e "$tmp/res2" ] || fail "--no-save created $tmp/res2"
