@@ -44,7 +44,7 @@ struct disp {
     GLuint prog;
     const struct dg_kp_kernel *k;
     const struct dg_kp_entry *e;
-    const char *op;
+    char op[DG_KP_NAME]; /* a copy: the resolved steps it comes from are freed after the build */
     struct bindrec b[DG_KP_MAX_BINDINGS];
     int nb;
     GLint loc_row0, loc_nrows;
@@ -532,7 +532,7 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
         return dg_fail_context(st, "%s (kernel %s/%s): ", where, k->name, e->name);
     d.k = k;
     d.e = e;
-    d.op = s->op;
+    snprintf(d.op, sizeof d.op, "%s", s->op);
     d.layer = layer;
     d.loc_row0 = glGetUniformLocation(d.prog, "u_row0");
     d.loc_nrows = glGetUniformLocation(d.prog, "u_nrows");
