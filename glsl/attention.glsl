@@ -6,7 +6,9 @@
 // main: one workgroup per (head, token), writes out[t][h][:].
 // ATTN_SPLIT (flash-decoding): NSPLIT workgroups per (head, token) take every NSPLIT-th block and write
 // (max, sum, unnormalized acc[HD]) to part[t][h][s]; attn_combine.glsl merges them.
-// Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part).
+// HAS_SINKS (GPT-OSS): a learned per-head logit joins the softmax denominator only; it is started as a
+// pseudo-key of zero value (m = sink, l = 1) in split 0, so split attention's combine needs no change.
+// Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS).
 
 #ifndef NH
 #define NH 4
@@ -44,6 +46,9 @@
 #ifndef WG_SIZE
 #define WG_SIZE 64
 #endif
+#ifndef HAS_SINKS
+#define HAS_SINKS 0
+#endif
 
 #include "common.inc.glsl"
 
@@ -52,6 +57,9 @@ layout(std430, binding = 0) readonly buffer Qb { float Q[]; };
 layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
 layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
 layout(std430, binding = 3) writeonly buffer Ob { float O[]; };
+#if HAS_SINKS
+layout(std430, binding = 4) readonly buffer Sb { float Sinks[]; };
+#endif
 
 #define KVDIM (NKV * HD)
 #define NACC ((HD + WG_SIZE - 1) / WG_SIZE)
@@ -109,6 +117,12 @@ void main()
     WG_BARRIER();
 
     float m = -3.0e38, l = 0.0;
+#if HAS_SINKS
+    if (split == 0u) {
+        m = Sinks[h];
+        l = 1.0;
+    }
+#endif
     float acc[NACC];
     for (int i = 0; i < NACC; i++)
         acc[i] = 0.0;

@@ -15,6 +15,7 @@ layout(std140, binding = 0) uniform Tok {
 #define DT_Q4_K 4
 #define DT_Q6_K 5
 #define DT_Q5_0 8
+#define DT_MXFP4 11
 
 #define ACT_SILU 0
 #define ACT_GELU_TANH 1

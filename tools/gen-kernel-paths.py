@@ -14,7 +14,20 @@ FAMILIES = {
     "gemma2":  dict(bias=False, qknorm=False, sandwich=True,  final_softcap=True,  desc="Gemma 2 (sandwich norms, attention and final soft-caps, alternating sliding window)"),
     "gemma3":  dict(bias=False, qknorm=True,  sandwich=True,  final_softcap=False, desc="Gemma 3 text (q/k norm, 5 local : 1 global layers with two rope bases)"),
     "phi3":    dict(bias=False, qknorm=False, sandwich=False, final_softcap=False, desc="Phi-3 (fused qkv and gate_up split by the reader; longrope)"),
+    # Mixture of experts: router matmul, GPU routing (moe_route), the selected experts' FFNs reading the
+    # expert ids from the GPU (moe_gate_up, moe_down with the weighted combine into the residual).
+    "mixtral":   dict(bias=False, qknorm=False, sandwich=False, final_softcap=False, moe=True,
+                      desc="Mixtral (softmax/top-2 routing, SwiGLU experts, optional sliding window)"),
+    "qwen3_moe": dict(bias=False, qknorm=True, sandwich=False, final_softcap=False, moe=True, dense_layers=True,
+                      desc="Qwen3-MoE (q/k norm, top-k renormalized, dense layers from decoder_sparse_step / mlp_only_layers)"),
+    "gpt_oss":   dict(bias=True, o_bias=True, qknorm=False, sandwich=False, final_softcap=False, moe=True,
+                      sinks=True, expert_bias=True, router_bias=True,
+                      desc="GPT-OSS (attention biases and sinks, alternating sliding window, yarn rope, top-k/softmax routing with a router bias, clamped SwiGLU experts with biases)"),
+    "phimoe":    dict(bias=True, o_bias=True, qknorm=False, sandwich=False, final_softcap=False, moe=True,
+                      layernorm=True, lm_head_bias=True,
+                      desc="PhiMoE (LayerNorm with bias, attention and LM-head biases, sparsemixer top-2 routing)"),
 }
+MOE_FORMATS = ("f32", "f16-native", "q8_0")
 
 FORMATS = {
     "f32":             dict(wf="f32",  fused=True,  desc="weights as f32 (BF16/F16 converted at load)"),
@@ -40,14 +53,16 @@ def mm(w, inp, out, bias=None, role=None, acc=False, **extra):
         s["role"] = role
     return s
 
-def norm(w, inp, out, op="rmsnorm", acc=False):
-    s = {"op": op, "kernel": "rmsnorm", "weights": {"weight": w}, "input": inp, "output": out}
+def norm(w, inp, out, op="rmsnorm", acc=False, bias=False):
+    s = {"op": op, "kernel": "rmsnorm", "weights": {"weight": w, "bias": w + ".bias"} if bias else {"weight": w},
+         "input": inp, "output": out}
     if acc:
         s["constants"] = {"ACCUMULATE": 1}
     return s
 
 def layer_steps(f, fused):
-    st = [norm(L + "input_layernorm", "hidden_state", "norm_out")]
+    ln = f.get("layernorm", False)
+    st = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)]
     for p, slot in (("q", "q"), ("k", "k"), ("v", "v")):
         st.append(mm(L + f"self_attn.{p}_proj", "norm_out", slot,
                      bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None))
@@ -59,7 +74,10 @@ def layer_steps(f, fused):
     else:
         st.append({"op": "rope", "kernel": "rope", "input": ["q", "k"], "output": ["q", "k"]})
         st.append({"op": "kv_write", "kernel": "kv_write", "input": ["k", "v"], "output": ["k_cache", "v_cache"]})
-    st.append({"op": "attention", "kernel": "attention", "input": ["q", "k_cache", "v_cache"], "output": "attn_out"})
+    att = {"op": "attention", "kernel": "attention", "input": ["q", "k_cache", "v_cache"], "output": "attn_out"}
+    if f.get("sinks"):
+        att["weights"] = {"sinks": L + "self_attn.sinks"}
+    st.append(att)
     if f["sandwich"]:
         st.append(mm(L + "self_attn.o_proj", "attn_out", "proj_out"))
         if fused:
@@ -71,8 +89,39 @@ def layer_steps(f, fused):
             st.append(dict(norm(L + "post_attention_layernorm", "proj_out", "hidden_state", op="post_norm", acc=True)))
             st.append(norm(L + "pre_feedforward_layernorm", "hidden_state", "norm_out"))
     else:
-        st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True))
-        st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out"))
+        st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True,
+                     bias=(L + "self_attn.o_proj.bias") if f.get("o_bias") else None))
+        st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
+    if f.get("moe"):
+        return st + moe_steps(f, fused)
+    return st + ffn_steps(f, fused)
+
+def moe_steps(f, fused):
+    eb = f.get("expert_bias", False)
+    r = mm(L + "mlp.router", "norm_out", "router_logits", bias=(L + "mlp.router.bias") if f.get("router_bias") else None,
+           role="router")
+    gw = {"gate": L + "mlp.experts.gate_proj", "up": L + "mlp.experts.up_proj"}
+    dw = {"weight": L + "mlp.experts.down_proj"}
+    if eb:
+        gw.update({"bias": L + "mlp.experts.gate_proj.bias", "up_bias": L + "mlp.experts.up_proj.bias"})
+        dw["bias"] = L + "mlp.experts.down_proj.bias"
+    st = [r,
+          {"op": "moe_route", "kernel": "moe_route", "input": "router_logits", "output": "moe_sel"},
+          {"op": "moe_gate_up", "kernel": "moe_gate_up", "weights": gw, "input": ["norm_out", "moe_sel"],
+           "output": "moe_act", "role": "experts_gate_up"},
+          {"op": "moe_down", "kernel": "moe_down", "weights": dw, "input": ["moe_act", "hidden_state", "moe_sel"],
+           "output": "hidden_state", "role": "experts_down"}]
+    for s in st:
+        s["layers"] = "moe"
+    if f.get("dense_layers"):
+        dense = ffn_steps(f, fused)
+        for s in dense:
+            s["layers"] = "dense"
+        st += dense
+    return st
+
+def ffn_steps(f, fused):
+    st = []
     if fused:
         st.append({"op": "ffn_gate_up", "kernel": "ffn_gate_up",
                    "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
@@ -91,7 +140,8 @@ def layer_steps(f, fused):
 def path(fam, fmt):
     f, w = FAMILIES[fam], FORMATS[fmt]
     pid = f"{fam}-{fmt}"
-    head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head")
+    head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head",
+              bias="lm_head.bias" if f.get("lm_head_bias") else None)
     head["op"] = "lm_head"
     if f["final_softcap"]:
         head["constants"] = {"SOFTCAP": "$final_softcap"}
@@ -106,7 +156,7 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
-        "postLayer": [norm("norm", "hidden_state", "norm_out"), head],
+        "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }
     if "fallback" in w:
@@ -114,10 +164,14 @@ def path(fam, fmt):
     return p
 
 os.makedirs("kernel-paths", exist_ok=True)
+n = 0
 for fam in FAMILIES:
     for fmt in FORMATS:
+        if FAMILIES[fam].get("moe") and fmt not in MOE_FORMATS:
+            continue  # Q4_K expert paths: not yet
         p = path(fam, fmt)
         with open(f"kernel-paths/{p['id']}.json", "w") as fh:
             json.dump(p, fh, indent=1)
             fh.write("\n")
-print(len(FAMILIES) * len(FORMATS), "paths written")
+        n += 1
+print(n, "paths written")

@@ -32,7 +32,9 @@ static const struct dg_kp_slot_info slots[] = {
     {"token_out", "[T] uint: sampled ids"},
     {"k_cache", "[ctx, kv_heads*head_dim] per layer (f16 pairs or f32)"},
     {"v_cache", "[ctx, kv_heads*head_dim] per layer (f16 pairs or f32)"},
-    {"router_logits", "[T, experts] (MoE, reserved)"},
+    {"router_logits", "[T, experts]: MoE router logits"},
+    {"moe_sel", "[T, 2*top_k]: selected expert ids (uint) and gate weights, written on the GPU"},
+    {"moe_act", "[T, top_k, moe_intermediate]: activated inputs of the selected experts' down projections"},
     {NULL, NULL},
 };
 

@@ -52,6 +52,7 @@ struct disp {
     bool barrier;
     GLuint groups[3];
     uint64_t bytes;
+    uint64_t wbytes; /* weight bytes this dispatch reads per token (MoE experts: the selected ones only) */
     struct env_var env[MAX_ENV];
     int nenv;
     int layer;
@@ -161,9 +162,16 @@ static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg
         return NULL;
     }
     struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
-    *st = dg_exec_upload_tensor(ex->gl, ex->path->weight_format, t, g);
+    /* MoE: the router stays f32 in every format (a rounded router can flip near-tied expert choices, as
+     * llama.cpp also keeps ffn_gate_inp in f32); stacked expert biases [E, out] are vectors to the kernels. */
+    size_t nl = strlen(name);
+    bool router = nl >= 11 && !strcmp(name + nl - 11, ".mlp.router");
+    bool bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
+    *st = dg_exec_upload_tensor(ex->gl, router || bias ? "f32" : ex->path->weight_format, t, g);
     if (*st)
         return NULL;
+    if (bias)
+        g->ndim = 1;
     ex->n_tensors++;
     ex->weight_bytes += g->row_bytes * (uint64_t)g->rows;
     return g;
@@ -189,6 +197,10 @@ static int64_t slot_width(const struct dg_hparams *hp, const char *name, int64_t
         return hp->vocab;
     if (!strcmp(name, "router_logits"))
         return hp->n_experts > 0 ? hp->n_experts : 1;
+    if (!strcmp(name, "moe_sel"))
+        return 2 * (hp->n_experts_used > 0 ? hp->n_experts_used : 1);
+    if (!strcmp(name, "moe_act"))
+        return (int64_t)(hp->n_experts_used > 0 ? hp->n_experts_used : 1) * (hp->moe_intermediate > 0 ? hp->moe_intermediate : 1);
     return 0;
 }
 
@@ -321,8 +333,12 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
         SETI(hp->norm_style == DG_NORM_RMS_GEMMA);
     } else if (!strcmp(name, "LAYERNORM")) {
         SETI(hp->norm_style == DG_NORM_LAYER);
-    } else if (!strcmp(name, "HAS_BIAS") || !strcmp(name, "HAS_NORM_A")) {
-        const char *role = !strcmp(name, "HAS_BIAS") ? "bias" : "post_norm";
+    } else if (!strcmp(name, "HAS_BIAS") || !strcmp(name, "HAS_NORM_A") || !strcmp(name, "HAS_BIAS2") ||
+               !strcmp(name, "HAS_SINKS")) {
+        const char *role = !strcmp(name, "HAS_BIAS")    ? "bias"
+                           : !strcmp(name, "HAS_BIAS2") ? "up_bias"
+                           : !strcmp(name, "HAS_SINKS") ? "sinks"
+                                                        : "post_norm";
         bool has = false;
         for (int i = 0; i < c->k->n_bindings; i++)
             if (!strcmp(c->k->bindings[i].role, role))
@@ -357,6 +373,30 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
         fmt_float(val, n, hp->attn_softcap);
     } else if (!strcmp(name, "WINDOW")) {
         SETI(c->layer >= 0 && hp->layer_sliding[c->layer] ? hp->sliding_window : 0);
+    } else if (!strcmp(name, "ACT") && hp->act == DG_ACT_GPT_OSS_SWIGLU && dg_kp_knob_find(c->k, "LIMIT")) {
+        SETI(3);
+    } else if (!strcmp(name, "NE") || !strcmp(name, "TOPK")) {
+        int ne = hp->n_experts, k = hp->n_experts_used;
+        if (ne < 1 || ne > 1024 || k < 1 || k > ne || k > 64 || (hp->router == DG_ROUTER_SPARSEMIXER && k != 2))
+            return dg_fail(DG_E_UNSUPPORTED, "%s: %d experts, %d used per token: kernel %s needs 1..1024 experts and "
+                           "1..min(64, experts) used (exactly 2 for sparsemixer)", c->where, ne, k, c->k->name);
+        SETI(!strcmp(name, "NE") ? ne : k);
+    } else if (!strcmp(name, "EI")) {
+        SETI(hp->moe_intermediate);
+    } else if (!strcmp(name, "HID")) {
+        SETI(hp->hidden);
+    } else if (!strcmp(name, "ROUTER")) {
+        if (hp->router == DG_ROUTER_NONE)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: the model has no router kind", c->where);
+        SETI(hp->router == DG_ROUTER_SOFTMAX_TOPK ? 1 : hp->router == DG_ROUTER_TOPK_SOFTMAX ? 2 : 3);
+    } else if (!strcmp(name, "NORM_TOPK")) {
+        SETI(hp->norm_topk_prob);
+    } else if (!strcmp(name, "JITTER")) {
+        fmt_float(val, n, hp->router_jitter);
+    } else if (!strcmp(name, "LIMIT")) {
+        fmt_float(val, n, hp->swiglu_limit > 0 ? hp->swiglu_limit : 7.0);
+    } else if (!strcmp(name, "ALPHA")) {
+        fmt_float(val, n, hp->swiglu_alpha > 0 ? hp->swiglu_alpha : 1.702);
     } else if (!strcmp(name, "ACT")) {
         if (hp->act != DG_ACT_SILU && hp->act != DG_ACT_GELU_TANH && hp->act != DG_ACT_GELU)
             return dg_fail(DG_E_UNSUPPORTED, "%s: activation %d is not supported by kernel %s", c->where, hp->act,
@@ -601,6 +641,17 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                     r->off = 0;
                     r->size = (g->row_bytes * (uint64_t)g->rows + 15) / 16 * 16;
                 }
+                {
+                    uint64_t wb = (uint64_t)r->size;
+                    const struct env_var *ne = env_find(dp.env, dp.nenv, "NE"), *tk = env_find(dp.env, dp.nenv, "TOPK");
+                    if (!strcmp(s->op, "embed"))
+                        wb = g->row_bytes;
+                    else if (ne && tk && ne->v > 0 && g->ndim >= 2)
+                        wb = (uint64_t)g->rows / (uint64_t)ne->v * (uint64_t)tk->v * g->row_bytes;
+                    else if (ne && tk && ne->v > 0)
+                        wb = (uint64_t)r->size / (uint64_t)ne->v * (uint64_t)tk->v;
+                    dp.wbytes += wb;
+                }
             } else if (b->kind == DG_KB_TABLE) {
                 bool local = layer >= 0 && hp->layer_sliding[layer];
                 r->buf = local ? ex->rope_local : ex->rope_global;
@@ -753,6 +804,8 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     int maxpos = hp->max_pos > 0 ? hp->max_pos : 4096;
     ex->ctx = opt && opt->ctx > 0 ? opt->ctx : (maxpos < 4096 ? maxpos : 4096);
     ex->bf16_buffers = opt && opt->bf16_buffers;
+    /* PhiMoE's rotary module computes its frequencies inside forward(): no buffer is cast to bf16 */
+    bool bf16_rope = ex->bf16_buffers && hp->arch != DG_ARCH_PHIMOE;
     ex->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : (ex->ctx < 512 ? ex->ctx : 512);
     if (ex->max_batch > ex->ctx)
         ex->max_batch = ex->ctx;
@@ -781,12 +834,12 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     float tab[2 * DG_MAX_ROPE_FACTORS];
     int h = dg_rope_inv_freq(&hp->rope, hp->head_dim, tab);
     ex->rope_half = h;
-    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+    for (int i = 0; bf16_rope && i < 2 * h; i++)
         tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
     if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_global)))
         goto fail;
     h = dg_rope_inv_freq(&hp->rope_local, hp->head_dim, tab);
-    for (int i = 0; ex->bf16_buffers && i < 2 * h; i++)
+    for (int i = 0; bf16_rope && i < 2 * h; i++)
         tab[i] = dg_bf16_to_f32(dg_f32_to_bf16(tab[i]));
     if ((st = dg_buffer_alloc(gl, (uint64_t)(2 * h) * 4, tab, &ex->rope_local)))
         goto fail;
@@ -966,6 +1019,8 @@ void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st)
     st->weight_bytes = ex->weight_bytes;
     st->kv_bytes = ex->kv_bytes;
     st->slot_bytes = ex->slot_bytes;
+    for (int i = 0; i < ex->ph[0].n; i++)
+        st->active_weight_bytes += ex->ph[0].d[i].wbytes;
 }
 
 void dg_exec_print(const struct dg_exec *ex, FILE *out)

@@ -62,6 +62,9 @@ struct dg_exec_stats {
     int dispatches_prefill, barriers_prefill;
     int dispatches_per_layer_decode;       /* in the first layer */
     uint64_t weight_bytes, kv_bytes, slot_bytes;
+    /* Weight bytes one decoded token reads: every matrix a decode dispatch binds, one embedding row, and of
+     * stacked MoE experts only the top-k selected experts' rows (so it scales with the active experts). */
+    uint64_t active_weight_bytes;
 };
 void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st);
 /* Prints the decode and prefill dispatch lists of the first layer and the pre/post steps: kernel, entry,
