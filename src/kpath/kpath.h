@@ -234,6 +234,13 @@ struct dg_kplan {
     char layer_pipeline[32][DG_KP_NAME]; /* per-layer step order, by step role; empty = path order */
     int n_layer_pipeline;
     char layer_pipeline_src[DG_KP_NAME];
+    /* Knob values a profile measured best on its device family, for steps of `kernel` whose resolved entry
+     * is `entry`; a path step's own constants win over them. */
+    struct dg_kp_knob_pref {
+        char kernel[DG_KP_NAME], entry[DG_KP_NAME];
+        struct dg_kp_const c;
+    } knob_prefs[16];
+    int n_knob_prefs;
 
     /* Veto hook for the fused-kernel compatibility checker (issue 5): when fused_allowed is false, a
      * fused path or fused_q4k strategy is replaced by its non-fused fallback and the reason is logged.
