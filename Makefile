@@ -37,7 +37,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ  := $(BUILD)/obj/src/main.o
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all run test test-plain test-asan deps install uninstall clean fuzz
+.PHONY: FORCE all run test test-plain test-asan deps install uninstall clean fuzz
 
 all: $(BUILD)/doppler-gl $(BUILD)/dg-tests
 
@@ -52,6 +52,10 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -Itests -c -o $@ $<
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The commit is baked into version.o alone, rebuilt every time (FORCE), so results name the right commit.
+$(BUILD)/obj/src/core/version.o: FORCE
+FORCE:
 
 deps:
 	@missing=""; for p in $(DEB_BUILD) $(DEB_RUNTIME); do \

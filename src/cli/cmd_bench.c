@@ -621,7 +621,7 @@ static int run(int argc, char **argv)
     root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "tool", "doppler-gl bench");
     cJSON_AddStringToObject(root, "version", DG_VERSION);
-    cJSON_AddStringToObject(root, "git_commit", DG_GIT_COMMIT);
+    cJSON_AddStringToObject(root, "git_commit", dg_git_commit());
     cJSON_AddStringToObject(root, "date", iso);
     cJSON_AddItemToObject(root, "device", dg_report_device_json(gl));
     cJSON_AddItemToObject(root, "model", dg_report_model_json(&m));

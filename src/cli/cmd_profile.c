@@ -404,7 +404,7 @@ static int run(int argc, char **argv)
         snprintf(title, sizeof title, "doppler-gl profile: %s (%s), kernel path %s", mname, dg_report_quant_label(&m),
                  path.id);
         snprintf(sub, sizeof sub, "%s | %s | timing: %s | commit %s | %s", dg_gl_caps(gl)->renderer,
-                 dg_gl_caps(gl)->version, dg_gl_timing_source(gl), DG_GIT_COMMIT, iso);
+                 dg_gl_caps(gl)->version, dg_gl_timing_source(gl), dg_git_commit(), iso);
         struct phase order[2];
         for (int i = 0; i < n_ph; i++)
             order[i] = *use[n_ph - 1 - i]; /* decode first: it is what a user waits on per token */
@@ -421,7 +421,7 @@ static int run(int argc, char **argv)
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "tool", "doppler-gl profile");
         cJSON_AddStringToObject(root, "version", DG_VERSION);
-        cJSON_AddStringToObject(root, "git_commit", DG_GIT_COMMIT);
+        cJSON_AddStringToObject(root, "git_commit", dg_git_commit());
         cJSON_AddStringToObject(root, "date", iso);
         cJSON_AddItemToObject(root, "device", dg_report_device_json(gl));
         cJSON_AddItemToObject(root, "model", dg_report_model_json(&m));

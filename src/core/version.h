@@ -7,4 +7,6 @@
 #define DG_GIT_COMMIT "unknown"
 #endif
 
+const char *dg_git_commit(void);
+
 #endif
