@@ -1,8 +1,7 @@
-// sample_topc.inc.glsl: a workgroup keeps the best CAND (value, id) pairs of a stream in shared memory.
-// Rounds of WG_SIZE elements are filtered against the current CAND-th best; survivors go to a staging
-// half, and when it may overflow it is bitonic-sorted worst-first, half-cleaned against the kept half
-// and bitonic-merged, so tv/ti[0, CAND) stay sorted best-first. The includer defines
-// TOPC_LOAD(j, v, id) and includes sample_common.inc.glsl first.
+// sample_topc.inc.glsl: a workgroup keeps the best CAND (value, id) pairs of a range in shared memory:
+// tv/ti[0, CAND) hold the kept pairs best-first, tv/ti[CAND, 2 CAND) a staging half that is
+// bitonic-sorted worst-first, half-cleaned against the kept half and bitonic-merged into it. The
+// includer defines TOPC_LOAD(j, v, id) and includes sample_common.inc.glsl first.
 
 #if (CAND & (CAND - 1)) != 0 || CAND < WG_SIZE
 #error CAND must be a power of two and at least WG_SIZE
@@ -76,33 +75,83 @@ void topc_merge(uint n)
     WG_BARRIER();
 }
 
-// Streams elements [begin, end) through the filter; on return tv/ti[0, CAND) hold the best CAND,
-// best-first, padded with (-inf, S_INVALID).
+// Keeps the best CAND of elements [begin, end) in tv/ti[0, CAND), best-first, padded with
+// (-inf, S_INVALID). Invocation `lid` owns the strided elements begin + lid + k * WG_SIZE. Phase 1 (no
+// barriers): each keeps its own best TOPC_R = CAND / WG_SIZE in registers; their union, CAND elements,
+// is merged in one go, so its worst is already a lower bound of the final threshold. Phase 2: each
+// invocation streams its elements again and stages only those that beat the current threshold and
+// were not in its own list; when the staging half fills, the invocation stops where it is and the
+// round ends with a merge. Typical inputs need one or two rounds; any input is exact.
+#define TOPC_R (CAND / WG_SIZE)
+shared uint t_busy;
+
 void topc_run(uint begin, uint end)
 {
     uint lid = gl_LocalInvocationID.x;
-    const uint C = uint(CAND);
+    const uint C = uint(CAND), W = uint(WG_SIZE);
+    float pv[TOPC_R];
+    uint pi[TOPC_R];
+    for (int r = 0; r < TOPC_R; r++) {
+        pv[r] = S_NEG_INF;
+        pi[r] = S_INVALID;
+    }
+    for (uint j = begin + lid; j < end; j += W) {
+        float v;
+        uint id;
+        TOPC_LOAD(j, v, id);
+        if (s_before(v, id, pv[TOPC_R - 1], pi[TOPC_R - 1])) {
+            int r = TOPC_R - 1;
+            for (; r > 0 && s_before(v, id, pv[r - 1], pi[r - 1]); r--) {
+                pv[r] = pv[r - 1];
+                pi[r] = pi[r - 1];
+            }
+            pv[r] = v;
+            pi[r] = id;
+        }
+    }
     topc_init();
-    for (uint base = begin; base < end; base += uint(WG_SIZE)) {
-        uint j = base + lid;
-        if (j < end) {
+    for (int r = 0; r < TOPC_R; r++) {
+        tv[C + lid * uint(TOPC_R) + uint(r)] = pv[r];
+        ti[C + lid * uint(TOPC_R) + uint(r)] = pi[r];
+    }
+    if (lid == 0u)
+        t_busy = 0u;
+    topc_merge(C);
+    // Elements not after my own worst were in my list, so they are merged already.
+    float wv = pv[TOPC_R - 1];
+    uint wi = pi[TOPC_R - 1];
+    uint cur = begin + lid;
+    for (;;) {
+        float thr_v = tv[C - 1u];
+        uint thr_i = ti[C - 1u];
+        bool done = true;
+        for (; cur < end; cur += W) {
             float v;
             uint id;
-            TOPC_LOAD(j, v, id);
-            if (s_before(v, id, tv[C - 1u], ti[C - 1u])) {
-                uint slot = atomicAdd(t_n, 1u);
-                tv[C + slot] = v;
-                ti[C + slot] = id;
+            TOPC_LOAD(cur, v, id);
+            if (!s_before(wv, wi, v, id) || !s_before(v, id, thr_v, thr_i))
+                continue;
+            uint slot = atomicAdd(t_n, 1u);
+            if (slot >= C) {
+                done = false; // staging full: retry this element after the merge
+                break;
             }
+            tv[C + slot] = v;
+            ti[C + slot] = id;
         }
+        if (!done)
+            atomicAdd(t_busy, 1u);
         WG_BARRIER();
-        uint n = t_n;
-        WG_BARRIER(); // every invocation has read n before anyone changes it
-        if (n > C - uint(WG_SIZE))
+        uint n = min(t_n, C), busy = t_busy;
+        WG_BARRIER(); // every invocation has read t_n and t_busy
+        if (lid == 0u)
+            t_busy = 0u;
+        if (n > 0u)
             topc_merge(n);
+        else {
+            WG_BARRIER();
+        }
+        if (busy == 0u)
+            break;
     }
-    uint n = t_n;
-    WG_BARRIER();
-    if (n > 0u)
-        topc_merge(n);
 }

@@ -12,6 +12,9 @@
 #define CAND_CHUNK 4096    /* at least this many logits per workgroup in the candidate pass */
 #define MAX_CAND_PARTS 16  /* candidate-pass workgroups: the final pass merges this many lists */
 #define WG 64
+#ifndef CAND_WG
+#define CAND_WG 32 /* candidate passes: fewer invocations make the bitonic stages cheaper on llvmpipe */
+#endif
 
 enum {
     U_N, U_LBASE, U_CHUNK, U_NPARTS, U_INV_TEMP, U_LOG_MIN_P, U_SEED, U_TOP_K, U_TOP_P, U_OUT_INDEX,
@@ -82,14 +85,14 @@ dg_status dg_sample_params_check(const struct dg_sample_params *p, int candidate
     return DG_OK;
 }
 
-static dg_status get_prog(struct dg_sampler *s, struct prog *pr, const char *file, int mode, int extra_minp)
+static dg_status get_prog(struct dg_sampler *s, struct prog *pr, const char *file, int mode, int extra_minp, int wg)
 {
     if (pr->id)
         return DG_OK;
     char m[8], c[8], w[8];
     snprintf(m, sizeof m, "%d", mode);
     snprintf(c, sizeof c, "%d", s->cand);
-    snprintf(w, sizeof w, "%d", WG);
+    snprintf(w, sizeof w, "%d", wg);
     struct dg_define d[4] = {{"MODE", m}, {"CAND", c}, {"WG_SIZE", w}, {"USE_MINP", "1"}};
     int nd = mode < 0 ? 0 : 3 + (extra_minp != 0);
     dg_status st = dg_gl_program(s->gl, file, mode < 0 ? NULL : d, nd, &pr->id);
@@ -189,35 +192,35 @@ dg_status dg_sampler_set_params(struct dg_sampler *s, const struct dg_sample_par
     s->p = *p;
     s->n_passes = 0;
     if (penalties_on(p)) {
-        if ((st = get_prog(s, &s->pen, "sample_penalty.glsl", -1, 0)))
+        if ((st = get_prog(s, &s->pen, "sample_penalty.glsl", -1, 0, WG)))
             return st;
         add_pass(s, P_PENALTY, &s->pen, (last_n(p) + WG - 1) / WG, 0, 0, "sample_penalty");
     }
     if (p->temp <= 0) {
-        if ((st = get_prog(s, &s->pargmax, "sample_partial.glsl", 1, 0)) ||
-            (st = get_prog(s, &s->fcombine, "sample_final.glsl", 0, 0)))
+        if ((st = get_prog(s, &s->pargmax, "sample_partial.glsl", 1, 0, WG)) ||
+            (st = get_prog(s, &s->fcombine, "sample_final.glsl", 0, 0, WG)))
             return st;
         add_pass(s, P_PARTIAL, &s->pargmax, s->parts, s->parts, PART_CHUNK, "sample_argmax");
         add_pass(s, P_FINAL, &s->fcombine, 1, s->parts, 0, "sample_combine");
     } else if (p->top_k > 0 || p->top_p < 1) {
-        if ((st = get_prog(s, &s->pcand, "sample_partial.glsl", 3, 0)) ||
-            (st = get_prog(s, &s->fcand, "sample_final.glsl", 1, 0)))
+        if ((st = get_prog(s, &s->pcand, "sample_partial.glsl", 3, 0, CAND_WG)) ||
+            (st = get_prog(s, &s->fcand, "sample_final.glsl", 1, 0, CAND_WG)))
             return st;
         add_pass(s, P_PARTIAL, &s->pcand, s->cand_parts, s->cand_parts, s->cand_chunk, "sample_cand");
         add_pass(s, P_FINAL, &s->fcand, 1, s->cand_parts, 0, "sample_cand_final");
     } else {
         if (p->min_p > 0) {
-            if ((st = get_prog(s, &s->pmax, "sample_partial.glsl", 0, 0)) ||
-                (st = get_prog(s, &s->pgumbel_minp, "sample_partial.glsl", 2, 1)))
+            if ((st = get_prog(s, &s->pmax, "sample_partial.glsl", 0, 0, WG)) ||
+                (st = get_prog(s, &s->pgumbel_minp, "sample_partial.glsl", 2, 1, WG)))
                 return st;
             add_pass(s, P_PARTIAL, &s->pmax, s->parts, s->parts, PART_CHUNK, "sample_max");
             add_pass(s, P_PARTIAL, &s->pgumbel_minp, s->parts, s->parts, PART_CHUNK, "sample_gumbel");
         } else {
-            if ((st = get_prog(s, &s->pgumbel, "sample_partial.glsl", 2, 0)))
+            if ((st = get_prog(s, &s->pgumbel, "sample_partial.glsl", 2, 0, WG)))
                 return st;
             add_pass(s, P_PARTIAL, &s->pgumbel, s->parts, s->parts, PART_CHUNK, "sample_gumbel");
         }
-        if ((st = get_prog(s, &s->fcombine, "sample_final.glsl", 0, 0)))
+        if ((st = get_prog(s, &s->fcombine, "sample_final.glsl", 0, 0, WG)))
             return st;
         add_pass(s, P_FINAL, &s->fcombine, 1, s->parts, 0, "sample_combine");
     }
@@ -372,7 +375,7 @@ dg_status dg_sampler_record_append(struct dg_sampler *s, const struct dg_buffer 
     struct dg_gl *gl = s->gl;
     if (s->n_hist + s->pending >= (uint32_t)s->cap)
         return dg_fail(DG_E_USAGE, "sampler: the history is full (%d ids): no room for another token", s->cap);
-    dg_status st = get_prog(s, &s->append, "sample_append.glsl", -1, 0);
+    dg_status st = get_prog(s, &s->append, "sample_append.glsl", -1, 0, WG);
     if (st)
         return st;
     uint32_t local;
