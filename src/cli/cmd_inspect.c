@@ -2,6 +2,7 @@
  * bytes, layouts, kernel path), and with --verify every shard's size and SHA-256; a GGUF file is listed by
  * model/gguf_inspect.c. */
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@ static void usage(FILE *out)
             "Options:\n"
             "      --verify  check every shard's size and SHA-256 against the manifest (exit 4 on a mismatch)\n"
             "      --json    print the summary as JSON\n"
+            "  -c, --ctx N   context length for the KV-cache part of the GPU memory estimate (default 4096)\n"
             "  -h, --help    show this help\n");
 }
 
@@ -33,13 +35,21 @@ static const char *str_at(const cJSON *o, const char *a, const char *b)
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"verify", no_argument, 0, 'v'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"verify", no_argument, 0, 'v'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"ctx", required_argument, 0, 'c'}, {0, 0, 0, 0}};
     bool verify = false, json = false;
+    long ctx = 4096;
+    char *end;
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            ctx = strtol(optarg, &end, 10);
+            if (*end || ctx < 1 || ctx > (1L << 24))
+                return dg_usage_error("inspect", "-c: '%s' is not a context length in [1, 16777216]", optarg);
+            break;
         case 'v': verify = true; break;
         case 'j': json = true; break;
         case 'h': usage(stdout); return 0;
@@ -89,6 +99,15 @@ static int run(int argc, char **argv)
         tb += t->nbytes;
         te += (uint64_t)dg_tensor_nelems(t);
     }
+    /* Parameters a decode token reads: all but the experts the router does not pick (stacked expert
+     * tensors hold n_experts slices; a token reads n_experts_used of them in each MoE layer). */
+    uint64_t active = te;
+    for (int i = 0; hp->n_experts > 0 && i < m.n_tensors; i++)
+        if (strstr(m.tensors[i].name, ".mlp.experts."))
+            active -= (uint64_t)dg_tensor_nelems(&m.tensors[i]) / (uint64_t)hp->n_experts *
+                      (uint64_t)(hp->n_experts - hp->n_experts_used);
+    /* KV cache as the executor allocates it by default: f16 K and V for every layer and position. */
+    uint64_t kv = 2ull * (uint64_t)hp->n_layers * (uint64_t)hp->n_kv_heads * (uint64_t)hp->head_dim * (uint64_t)ctx * 2ull;
     const cJSON *shards = cJSON_GetObjectItemCaseSensitive(root, "shards");
     const cJSON *layout = cJSON_GetObjectItemCaseSensitive(root, "layout");
     if (json) {
@@ -98,6 +117,15 @@ static int run(int argc, char **argv)
         cJSON_AddItemToObject(o, "config", dg_hparams_to_json(hp));
         cJSON_AddNumberToObject(o, "tensors", m.n_tensors);
         cJSON_AddNumberToObject(o, "params", (double)te);
+        cJSON_AddNumberToObject(o, "activeParamsPerToken", (double)active);
+        if (hp->n_experts) {
+            cJSON_AddNumberToObject(o, "experts", hp->n_experts);
+            cJSON_AddNumberToObject(o, "expertsPerToken", hp->n_experts_used);
+        }
+        cJSON *mem = cJSON_AddObjectToObject(o, "gpuMemory");
+        cJSON_AddNumberToObject(mem, "ctx", (double)ctx);
+        cJSON_AddNumberToObject(mem, "weightBytes", (double)tb);
+        cJSON_AddNumberToObject(mem, "kvCacheBytes", (double)kv);
         cJSON_AddNumberToObject(o, "bytes", (double)tb);
         cJSON_AddNumberToObject(o, "bitsPerWeight", te ? 8.0 * (double)tb / (double)te : 0);
         cJSON *d = cJSON_AddObjectToObject(o, "dtypes");
@@ -128,6 +156,10 @@ static int run(int argc, char **argv)
             printf("experts:      %d, %d used per token, expert ffn %d\n", hp->n_experts, hp->n_experts_used,
                    hp->moe_intermediate);
         printf("quantization: %s\n", str_at(root, "quantization", "scheme"));
+        printf("per token:    %llu active params%s\n", (unsigned long long)active,
+               hp->n_experts ? " (only the routed experts)" : "");
+        printf("GPU memory:   %.2f MiB weights + %.2f MiB KV cache (f16) at -c %ld\n", (double)tb / 1048576.0,
+               (double)kv / 1048576.0, ctx);
         printf("tensors:      %d, %llu params, %.2f MiB, %.3f bits/weight, %d shard(s)\n", m.n_tensors,
                (unsigned long long)te, (double)tb / 1048576.0, te ? 8.0 * (double)tb / (double)te : 0.0,
                cJSON_GetArraySize(shards));

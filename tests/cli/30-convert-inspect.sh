@@ -54,4 +54,13 @@ JSON
 "$bin" inspect "$tmp/rand" --verify > "$tmp/insp.txt" || fail "inspect random"
 grep -q "q4k column_wise, weights column, transposed, gate_up fused" "$tmp/insp.txt" || fail "layout line: $(grep layout "$tmp/insp.txt")"
 grep -q "family:       qwen3" "$tmp/insp.txt" || fail "family"
+
+# a mixture of experts: experts, active parameters per token (only routed experts), memory at -c
+"$bin" convert "$fx/models/mixtral" "$tmp/mx" --quantize f16 --no-progress > /dev/null || fail "convert mixtral"
+"$bin" inspect "$tmp/mx" -c 1024 > "$tmp/mx.txt" || fail "inspect mixtral"
+grep -q "experts:      8, 2 used per token" "$tmp/mx.txt" || fail "experts line"
+# 546752 params, experts 3 layers x 8 x 3 x 96 x 64: 6 of 8 unread per token
+grep -q "per token:    214976 active params" "$tmp/mx.txt" || fail "active params: $(grep 'per token' "$tmp/mx.txt")"
+# KV: 2 (K,V) x 3 layers x 2 kv heads x 16 x 1024 positions x 2 bytes = 0.375 MiB
+grep -q "+ 0.38 MiB KV cache (f16) at -c 1024" "$tmp/mx.txt" || fail "memory line: $(grep 'GPU memory' "$tmp/mx.txt")"
 echo ok
