@@ -14,19 +14,29 @@
  *   sotu-6m; for tiny-llama-spm only up to its fragile step 5 (top-1/top-2 gap 0.0011), exclusive.
  * - GPU logits vs the CPU reference (ref/cpu_forward.c) on the same GGUF, every position and every vocab
  *   entry: relative error (max |diff| / max(1, max |logit|)) at most 5e-3. The weights are identical; what
- *   differs is the GPU's f16 KV cache and summation order, so a kernel bug shows here, not in quantization. */
+ *   differs is the GPU's f16 KV cache and summation order, so a kernel bug shows here, not in quantization.
+ * - perplexity (eval/perplexity.c, llama.cpp's method) of ../shared/models/sotu-6m/valid.txt with chunks of
+ *   256: llama.cpp gives 86.3256 (Q8_0) and 86.5987 (Q4_K_M) over all 420 chunks; ours must be within 0.5%.
+ *   The full text takes minutes on llvmpipe (one 256-token prefill per chunk, about 1 s each on 2 cores),
+ *   so under ASan (DG_SANITIZE builds) only the first PPL_ASAN_CHUNKS chunks run and are compared, within
+ *   0.5%, with the figure the plain build measured for them (there is no llama.cpp figure for a subset).
+ *   DG_TEST_PPL_CHUNKS=N runs N chunks in any build (checked against llama.cpp only when N is 420). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "cli/plan_opts.h"
 #include "conf_util.h"
+#include "eval/perplexity.h"
 #include "gl_fixture.h"
 #include "pipe/exec.h"
 #include "ref/cpu_forward.h"
 #include "test.h"
+#include "tok/model_tokenizer.h"
 
 #define GG_MAX 64
 
@@ -71,7 +81,8 @@ static bool llref_load(const char *path, struct llref *r)
     return r->n_prompt > 0 && r->n_gen > 0 && s == r->n_gen && r->n_prompt + r->n_gen <= GG_MAX;
 }
 
-static dg_status make_exec(struct dg_gl *gl, const struct dg_model *m, struct dg_kpath *p, struct dg_exec **ex)
+static dg_status make_exec(struct dg_gl *gl, const struct dg_model *m, int ctx, int max_batch, struct dg_kpath *p,
+                           struct dg_exec **ex)
 {
     const struct dg_kp_registry *rg = conf_registry();
     if (!rg)
@@ -86,7 +97,7 @@ static dg_status make_exec(struct dg_gl *gl, const struct dg_model *m, struct dg
         st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), p);
     if (st)
         return st;
-    struct dg_exec_options opt = {.ctx = GG_MAX, .max_batch = GG_MAX};
+    struct dg_exec_options opt = {.ctx = ctx, .max_batch = max_batch};
     st = dg_exec_create(gl, m, &plan, rg, p, &opt, ex);
     if (st)
         dg_kpath_free(p);
@@ -120,7 +131,7 @@ static void run_file(const char *name, const char *want_path, double top5_tol, i
         return;
     struct dg_kpath p;
     struct dg_exec *ex = NULL;
-    CHECK_OK(make_exec(gl, &m, &p, &ex));
+    CHECK_OK(make_exec(gl, &m, GG_MAX, GG_MAX, &p, &ex));
     if (dg_test_failed()) {
         dg_model_close(&m);
         return;
@@ -207,3 +218,90 @@ DG_TEST(gguf_llamacpp_sotu_6m_q8_0) { run_file("sotu-6m.Q8_0", "llama-q8_0", 0.1
 DG_TEST(gguf_llamacpp_sotu_6m_q4_k_m) { run_file("sotu-6m.Q4_K_M", "llama-q4k-fused", 0.5, 24); }
 /* greedy required up to the fragile step 5 only */
 DG_TEST(gguf_llamacpp_tiny_llama_spm_q4_k_m) { run_file("tiny-llama-spm.Q4_K_M", "llama-q4k-fused", 0.05, 5); }
+
+#define PPL_CTX 256
+#define PPL_ASAN_CHUNKS 6
+/* this code's PPL on the first PPL_ASAN_CHUNKS chunks, measured by the plain build */
+#define PPL_SUBSET_Q8_0 62.5000
+#define PPL_SUBSET_Q4_K_M 62.7116
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* llama_cpp_ppl: llama.cpp's figure on the whole text; subset_ppl: ours on the first PPL_ASAN_CHUNKS chunks
+ * (measured by the plain build). */
+static void run_ppl(const char *name, double llama_cpp_ppl, double subset_ppl)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    char gguf[1200], txt[1200];
+    snprintf(gguf, sizeof gguf, "%s/gguf/%s.gguf", dg_test_fixtures(), name);
+    snprintf(txt, sizeof txt, "%s/sotu-6m/valid.txt", dg_test_models());
+    size_t len = 0;
+    char *text = dg_test_read_file(txt, &len);
+    if (!text)
+        SKIP("%s missing", txt);
+    struct dg_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(dg_tokenizer_for_model_path(gguf, &tok));
+    if (tok)
+        CHECK_OK(dg_tokenizer_encode(tok, text, len, DG_TOK_ADD_SPECIAL | DG_TOK_NO_PARSE_SPECIAL, &ids, &n));
+    free(text);
+    int32_t bos = tok ? dg_tokenizer_bos(tok) : -1;
+    dg_tokenizer_free(tok);
+    /* llama.cpp's tokenizer gives 107,682 ids with BOS (fixture README) */
+    CHECK_MSG(n == 107682 && bos == 0 && ids && ids[0] == 0, "%s: %zu tokens (BOS %d), expected 107682 with BOS 0",
+              txt, n, bos);
+    if (dg_test_failed()) {
+        free(ids);
+        return;
+    }
+    int chunks = (int)(n / PPL_CTX);
+#ifdef DG_SANITIZE
+    chunks = PPL_ASAN_CHUNKS;
+#endif
+    const char *env = getenv("DG_TEST_PPL_CHUNKS");
+    if (env && atoi(env) > 0 && atoi(env) < chunks)
+        chunks = atoi(env);
+    struct dg_model m;
+    CHECK_OK(dg_model_open(gguf, &m));
+    if (dg_test_failed()) {
+        free(ids);
+        return;
+    }
+    struct dg_kpath p;
+    struct dg_exec *ex = NULL;
+    CHECK_OK(make_exec(gl, &m, PPL_CTX, PPL_CTX / 2, &p, &ex));
+    if (ex) {
+        struct dg_ppl_options o = {.ctx = PPL_CTX, .max_chunks = chunks, .bos = bos};
+        struct dg_ppl_result r;
+        double t0 = now_s();
+        CHECK_OK(dg_perplexity(ex, ids, n, &o, &r));
+        double secs = now_s() - t0;
+        if (!dg_test_failed()) {
+            CHECK(r.n_chunks == chunks && r.n_scored == (long)chunks * (PPL_CTX / 2 - 1));
+            bool full = chunks == (int)(n / PPL_CTX);
+            double want = full ? llama_cpp_ppl : subset_ppl;
+            printf("#   %s (%s): PPL %.4f +/- %.5f over %d chunks of %d (%ld scored) in %.1f s; %s %.4f (%+.3f%%)\n",
+                   name, p.id, r.ppl, r.ppl_err, r.n_chunks, PPL_CTX, r.n_scored, secs,
+                   full ? "llama.cpp" : chunks == PPL_ASAN_CHUNKS ? "plain build's subset figure" : "(no reference)",
+                   want, 100.0 * (r.ppl - want) / want);
+            if (full || chunks == PPL_ASAN_CHUNKS)
+                CHECK_MSG(fabs(r.ppl - want) <= 0.005 * want, "%s: PPL %.4f, expected %.4f within 0.5%%", name, r.ppl,
+                          want);
+        }
+        dg_exec_destroy(ex);
+        dg_kpath_free(&p);
+    }
+    free(ids);
+    dg_model_close(&m);
+}
+
+DG_TEST(gguf_perplexity_sotu_6m_q8_0) { run_ppl("sotu-6m.Q8_0", 86.3256, PPL_SUBSET_Q8_0); }
+DG_TEST(gguf_perplexity_sotu_6m_q4_k_m) { run_ppl("sotu-6m.Q4_K_M", 86.5987, PPL_SUBSET_Q4_K_M); }
