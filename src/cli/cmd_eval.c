@@ -1,26 +1,36 @@
 /* cmd_eval.c: `doppler-gl eval`: runs token ids teacher-forced through a model and writes the next-token
  * logits of every position (float32, one row per position), so the numbers can be compared with any
- * other implementation. */
+ * other implementation; with --perplexity, the perplexity of a text file by llama.cpp's method
+ * (eval/perplexity.h). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "cli/plan_opts.h"
+#include "eval/perplexity.h"
 #include "pipe/exec.h"
+#include "tok/model_tokenizer.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: doppler-gl eval -m MODEL --tokens IDS|FILE [options]\n\n"
-            "Runs the tokens teacher-forced and writes the next-token logits of every position.\n\n"
+            "Usage: doppler-gl eval -m MODEL --tokens IDS|FILE [options]\n"
+            "       doppler-gl eval -m MODEL --perplexity FILE [-c N] [--chunks N] [--json]\n\n"
+            "Runs the tokens teacher-forced and writes the next-token logits of every position, or measures the\n"
+            "perplexity of a text with llama.cpp's method (chunks of N tokens, BOS first, second half scored).\n\n"
             "Options:\n"
             "  -m, --model PATH        model folder (Hugging Face or doppler-gl) or GGUF file\n"
             "  --tokens IDS|FILE       comma-separated ids (\"1,81,213\") or a file of ids (commas/whitespace)\n"
-            "  -c, --ctx N             context length (KV cache positions; default: the token count)\n"
+            "  -c, --ctx N             context length (KV cache positions; default: the token count); with\n"
+            "                          --perplexity the chunk size (default: min(512, the model's context))\n"
+            "  --perplexity FILE       perplexity of the UTF-8 text FILE, tokenized with the model's tokenizer\n"
+            "  --chunks N              with --perplexity: score only the first N chunks (default: all)\n"
             "  --decode                after the first token, feed one token at a time (the decode path)\n"
             "  --logits-out FILE       write [positions][vocab] float32 logits\n"
             "  --hidden-out FILE       write [layers+1][positions][hidden] float32 hidden states (debugging)\n"
@@ -109,6 +119,121 @@ static dg_status write_f32(const char *path, const float *data, size_t n)
     return DG_OK;
 }
 
+struct ppl_progress {
+    bool tty;
+    double t0;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void ppl_progress(void *arg, int chunk, int n_chunks, double ppl)
+{
+    struct ppl_progress *p = arg;
+    if (!p->tty)
+        return;
+    double el = now_s() - p->t0;
+    fprintf(stderr, "\rperplexity: chunk %d/%d  PPL %.4f  %.1f s, about %.0f s left   ", chunk, n_chunks, ppl, el,
+            el / chunk * (n_chunks - chunk));
+    if (chunk == n_chunks)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* --perplexity: tokenize FILE with the model's own tokenizer (BOS added as the tokenizer says, special-token
+ * text not parsed, as llama-perplexity does) and score it in chunks of ctx tokens. */
+static dg_status run_perplexity(struct dg_gl *gl, const struct dg_model *m, const char *model_path,
+                                const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                                const struct dg_kpath *path, const char *file, int ctx, int chunks, bool json)
+{
+    if (ctx <= 0)
+        ctx = m->hp.max_pos > 0 && m->hp.max_pos < 512 ? m->hp.max_pos : 512;
+    size_t len = 0;
+    char *text = NULL;
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return dg_fail(DG_E_IO, "%s: cannot open: %m", file);
+    size_t cap = 1 << 16;
+    text = malloc(cap);
+    size_t r;
+    while (text && (r = fread(text + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) {
+            char *nt = realloc(text, cap * 2);
+            if (!nt) {
+                free(text);
+                text = NULL;
+            }
+            text = nt;
+            cap *= 2;
+        }
+    }
+    bool rerr = ferror(f);
+    fclose(f);
+    if (!text || rerr) {
+        free(text);
+        return dg_fail(rerr ? DG_E_IO : DG_E_NOMEM, "%s: cannot read", file);
+    }
+    struct dg_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dg_status st = dg_tokenizer_for_model_path(model_path, &tok);
+    if (!st)
+        st = dg_tokenizer_encode(tok, text, len, DG_TOK_ADD_SPECIAL | DG_TOK_NO_PARSE_SPECIAL, &ids, &n);
+    free(text);
+    int32_t bos = tok ? dg_tokenizer_bos(tok) : -1;
+    dg_tokenizer_free(tok);
+    if (st) {
+        free(ids);
+        return dg_fail_context(st, "%s: tokenizing: ", file);
+    }
+    /* chunks start with BOS only when the tokenizer adds one (llama.cpp: llama_vocab_get_add_bos) */
+    if (!(n > 0 && bos >= 0 && ids[0] == bos))
+        bos = -1;
+    struct dg_exec *ex = NULL;
+    struct dg_exec_options eo = {.ctx = ctx, .max_batch = ctx - ctx / 2};
+    if ((st = dg_exec_create(gl, m, plan, reg, path, &eo, &ex))) {
+        free(ids);
+        return st;
+    }
+    struct ppl_progress pr = {isatty(2) != 0, now_s()};
+    struct dg_ppl_options po = {.ctx = ctx, .max_chunks = chunks, .bos = bos, .progress = ppl_progress, .arg = &pr};
+    struct dg_ppl_result res;
+    st = dg_perplexity(ex, ids, n, &po, &res);
+    double secs = now_s() - pr.t0;
+    dg_exec_destroy(ex);
+    free(ids);
+    if (st)
+        return st;
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "kernel_path", path->id);
+        cJSON_AddStringToObject(o, "file", file);
+        cJSON_AddNumberToObject(o, "tokens", (double)n);
+        cJSON_AddNumberToObject(o, "ctx", ctx);
+        cJSON_AddNumberToObject(o, "chunks", res.n_chunks);
+        cJSON_AddNumberToObject(o, "scored", (double)res.n_scored);
+        cJSON_AddNumberToObject(o, "perplexity", res.ppl);
+        cJSON_AddNumberToObject(o, "perplexity_error", res.ppl_err);
+        cJSON_AddNumberToObject(o, "mean_nll", res.nll_mean);
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        char *txt = cJSON_Print(o);
+        if (txt)
+            puts(txt);
+        free(txt);
+        cJSON_Delete(o);
+    } else {
+        printf("kernel path %s: %zu tokens, %d chunks of %d, %ld predictions scored, %.1f s\n", path->id, n,
+               res.n_chunks, ctx, res.n_scored, secs);
+        printf("Final estimate: PPL = %.4f +/- %.5f\n", res.ppl, res.ppl_err);
+    }
+    return DG_OK;
+}
+
 static int run(int argc, char **argv)
 {
     struct dg_settings s;
@@ -116,6 +241,7 @@ static int run(int argc, char **argv)
     if (rc)
         return rc;
     const char *model = NULL, *tokens = NULL, *ctx_s = NULL, *logits_out = NULL, *hidden_out = NULL;
+    const char *ppl_file = NULL, *chunks_s = NULL;
     bool json = false, decode = false;
     struct dg_cli_plan_opts po = {0};
     for (int i = 1; i < argc; i++) {
@@ -131,7 +257,9 @@ static int run(int argc, char **argv)
             (r = dg_cli_option_value("eval", "--ctx", argc, argv, &i, &ctx_s)) ||
             (r = dg_cli_option_value("eval", "-c", argc, argv, &i, &ctx_s)) ||
             (r = dg_cli_option_value("eval", "--logits-out", argc, argv, &i, &logits_out)) ||
-            (r = dg_cli_option_value("eval", "--hidden-out", argc, argv, &i, &hidden_out))) {
+            (r = dg_cli_option_value("eval", "--hidden-out", argc, argv, &i, &hidden_out)) ||
+            (r = dg_cli_option_value("eval", "--perplexity", argc, argv, &i, &ppl_file)) ||
+            (r = dg_cli_option_value("eval", "--chunks", argc, argv, &i, &chunks_s))) {
             if (r < 0)
                 return 2;
             continue;
@@ -146,8 +274,20 @@ static int run(int argc, char **argv)
     dg_settings_apply_log(&s);
     if (!model)
         return dg_usage_error("eval", "-m MODEL is required");
-    if (!tokens && !po.print_plan)
-        return dg_usage_error("eval", "--tokens IDS|FILE is required");
+    if (ppl_file && (tokens || decode || logits_out || hidden_out))
+        return dg_usage_error("eval", "--perplexity cannot be combined with --tokens, --decode, --logits-out or "
+                              "--hidden-out");
+    if (chunks_s && !ppl_file)
+        return dg_usage_error("eval", "--chunks needs --perplexity");
+    long chunks = 0;
+    if (chunks_s) {
+        char *end;
+        chunks = strtol(chunks_s, &end, 10);
+        if (*end || chunks < 1 || chunks > (1 << 24))
+            return dg_usage_error("eval", "--chunks: '%s' is not a chunk count in [1, 16777216]", chunks_s);
+    }
+    if (!tokens && !po.print_plan && !ppl_file)
+        return dg_usage_error("eval", "--tokens IDS|FILE (or --perplexity FILE) is required");
     int32_t *ids = NULL;
     int n = 0;
     if (tokens) {
@@ -159,7 +299,7 @@ static int run(int argc, char **argv)
             return dg_usage_error("eval", "--tokens: expected non-negative integer ids separated by commas or spaces");
         }
     }
-    long ctx = n;
+    long ctx = ppl_file ? 0 : n;
     if (ctx_s) {
         char *end;
         ctx = strtol(ctx_s, &end, 10);
@@ -185,6 +325,10 @@ static int run(int argc, char **argv)
         goto out;
     if (po.print_plan) {
         dg_kplan_print(stdout, &plan, &path, &reg);
+        goto out;
+    }
+    if (ppl_file) {
+        st = run_perplexity(gl, &m, model, &plan, &reg, &path, ppl_file, (int)ctx, (int)chunks, json);
         goto out;
     }
     struct dg_exec_options eo = {.ctx = (int)ctx, .max_batch = decode ? 1 : (n < 512 ? n : 512)};

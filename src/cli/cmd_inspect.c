@@ -1,6 +1,6 @@
 /* cmd_inspect.c: `doppler-gl inspect MODEL`: a doppler-gl model folder's summary (family, shape, dtypes,
- * bytes, layouts, kernel path), and with --verify every shard's size and SHA-256; a GGUF file is listed by
- * model/gguf_inspect.c. */
+ * bytes, layouts, kernel path), and with --verify every shard's size and SHA-256; for a GGUF file, its
+ * metadata and tensor list (model/gguf_inspect.c). */
 #include <getopt.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,10 +15,12 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: doppler-gl inspect MODEL [options]\n\n"
-            "Prints the summary of a doppler-gl model folder (manifest.json + shards), or lists a GGUF file's\n"
-            "metadata and tensors.\n\n"
+            "Prints the summary of a doppler-gl model folder (manifest.json + shards), or for a GGUF file\n"
+            "(MODEL.gguf, or any file starting with the GGUF magic) its metadata and tensors (name, type, shape\n"
+            "in ggml order, bytes).\n\n"
             "Options:\n"
-            "      --verify  check every shard's size and SHA-256 against the manifest (exit 4 on a mismatch)\n"
+            "      --verify  check every shard's size and SHA-256 against the manifest (exit 4 on a mismatch;\n"
+            "                model folders only)\n"
             "      --json    print the summary as JSON\n"
             "  -c, --ctx N   context length for the KV-cache part of the GPU memory estimate (default 4096)\n"
             "  -h, --help    show this help\n");
@@ -30,6 +32,19 @@ static const char *str_at(const cJSON *o, const char *a, const char *b)
     if (b)
         v = cJSON_GetObjectItemCaseSensitive(v, b);
     return cJSON_IsString(v) ? v->valuestring : "?";
+}
+
+static bool has_gguf_magic(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return false;
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f)
+        fclose(f);
+    return yes;
 }
 
 static int run(int argc, char **argv)
@@ -61,15 +76,15 @@ static int run(int argc, char **argv)
     const char *path = argv[optind];
     struct stat sb;
     size_t n = strlen(path);
-    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-        /* a GGUF file: its reader validates every count, length and offset; there are no hashes to check */
+    if ((n >= 5 && strcmp(path + n - 5, ".gguf") == 0) || has_gguf_magic(path)) {
         if (verify)
-            fprintf(stderr, "doppler-gl inspect: %s: GGUF files carry no hashes; --verify checks the structure only\n",
-                    path);
-        return dg_report_status(dg_gguf_inspect(path, json, stdout));
+            return dg_usage_error("inspect", "--verify checks a doppler-gl model folder's shards; %s is a GGUF file",
+                                  path);
+        dg_status st = dg_gguf_inspect(path, json, stdout);
+        if (st)
+            return dg_report_status(st);
+        return fflush(stdout) == 0 ? 0 : dg_report_status(dg_fail(DG_E_IO, "stdout: write failed"));
     }
-    if (n >= 5 && strcmp(path + n - 5, ".gguf") == 0)
-        return dg_report_status(dg_fail(DG_E_IO, "%s: cannot open the GGUF file", path));
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return dg_report_status(dg_fail(DG_E_IO, "%s: not a doppler-gl model folder or a GGUF file", path));
 
@@ -183,4 +198,4 @@ static int run(int argc, char **argv)
     return 0;
 }
 
-DG_COMMAND(inspect, "inspect", "summarize a doppler-gl model folder and verify its shard hashes", run)
+DG_COMMAND(inspect, "inspect", "summarize a doppler-gl model folder (and verify its shard hashes) or a GGUF file", run)

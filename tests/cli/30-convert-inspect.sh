@@ -1,6 +1,6 @@
 #!/bin/sh
 # convert and inspect end to end: a fixture to q4_k_m, verify, --force, a corrupted shard (exit 4), GGUF
-# refusal, usage errors (exit 2), and a random model with every layout option.
+# errors on an empty .gguf, usage errors (exit 2), and a random model with every layout option.
 set -u
 bin=$1
 fx=${DOPPLER_FIXTURES:-../shared/fixtures}
@@ -37,7 +37,7 @@ fi
 
 : > "$tmp/m.gguf"
 "$bin" inspect "$tmp/m.gguf" 2>"$tmp/err.txt"; rc=$?
-[ $rc -eq 1 ] && grep -q "m.gguf" "$tmp/err.txt" || fail "empty gguf inspect: exit $rc, $(cat "$tmp/err.txt")"
+[ $rc -eq 1 ] && grep -q "bad magic" "$tmp/err.txt" || fail "empty gguf inspect: exit $rc, $(cat "$tmp/err.txt")"
 if [ -f "$fx/gguf/sotu-6m.Q8_0.gguf" ]; then
   "$bin" inspect "$fx/gguf/sotu-6m.Q8_0.gguf" > "$tmp/g.txt" || fail "inspect a GGUF"
   grep -q "q8_0\|Q8_0" "$tmp/g.txt" || fail "GGUF listing lacks q8_0 tensors"
