@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #ifdef DG_SANITIZE
@@ -21,6 +23,8 @@
 #include "core/log.h"
 
 #define TRIED_MAX 4096
+/* Linux's DRM character-device major (drm.h's DRM_MAJOR); render nodes are /dev/dri/renderD128 and up. */
+#define DG_DRM_MAJOR 226
 
 /* Accumulates "platform: reason" lines for the final error message. */
 struct tried {
@@ -208,6 +212,14 @@ static bool try_gbm(struct dg_gl *gl, PFNEGLGETPLATFORMDISPLAYEXTPROC get_dpy, c
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd < 0) {
             tried_add(t, "  gbm: %s: %s\n", path, strerror(errno));
+            continue;
+        }
+        /* Mesa's GBM accepts any fd and falls back to its software renderer, so a wrong path (a file,
+         * /dev/null) would "work" without the GPU the user asked for: only DRM devices are tried. */
+        struct stat sb;
+        if (fstat(fd, &sb) != 0 || !S_ISCHR(sb.st_mode) || major(sb.st_rdev) != DG_DRM_MAJOR) {
+            tried_add(t, "  gbm: %s is not a DRM device (render nodes are /dev/dri/renderD*)\n", path);
+            close(fd);
             continue;
         }
         struct gbm_device *gbm = gbm_create_device(fd);
@@ -528,6 +540,12 @@ dg_status dg_gl_open(const struct dg_gl_options *opt, struct dg_gl **out)
         strcmp(platform, "default"))
         return dg_fail(DG_E_USAGE, "GL platform '%s' is not one of auto, gbm, device, surfaceless, default",
                        platform);
+    /* surfaceless and default choose their device themselves; a device from the settings or the
+     * environment may meet a --gl-platform from the command line, so this is a warning, not an error. */
+    if (dev && (!strcmp(platform, "surfaceless") || !strcmp(platform, "default")))
+        DG_WARN("GL device '%s' ignored: platform %s picks its device itself (use --gl-platform gbm or device "
+                "to choose one)",
+                dev, platform);
     struct dg_gl *gl = calloc(1, sizeof *gl);
     if (!gl)
         return dg_fail(DG_E_NOMEM, "out of memory for the GL context");
@@ -583,6 +601,12 @@ void dg_gl_close(struct dg_gl *gl)
 {
     if (!gl)
         return;
+    /* Every command's --verbose ends with the pool's counters (info prints them on stdout too). */
+    DG_VERBOSE("GL: buffer pool: live %llu B, peak %llu B, pooled %llu B, allocations %llu, reuse hits %llu, "
+               "releases %llu",
+               (unsigned long long)gl->pool_stats.bytes_live, (unsigned long long)gl->pool_stats.bytes_peak,
+               (unsigned long long)gl->pool_stats.bytes_pooled, (unsigned long long)gl->pool_stats.allocations,
+               (unsigned long long)gl->pool_stats.reuse_hits, (unsigned long long)gl->pool_stats.releases);
     dg_prof_free(gl);
     dg_programs_free(gl);
     dg_pool_free_all(gl);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # 20-info-platforms.sh: `doppler-gl info` option errors (exit 2), platform fallback order and its messages,
-# forced platforms, bad devices (exit 3), a missing shader directory and bad settings files (exit 1).
+# forced platforms, bad devices (exit 3: an index out of range, a path that is no DRM device), a missing
+# shader directory and bad settings files (exit 1).
 # Usage: 20-info-platforms.sh BINARY
 set -u
 bin=$1
@@ -42,6 +43,14 @@ if [ "$rc" = 0 ]; then
     grep -q "^platform: *surfaceless" "$tmp/out" || fail "forced surfaceless: platform line"
 elif ! grep -q "no EGL_MESA_platform_surfaceless" "$tmp/err"; then
     fail "forced surfaceless failed (rc $rc) though EGL has it"
+fi
+# a path that is not a DRM device: refused (Mesa's GBM would silently fall back to its software renderer)
+[ "$(run info --gl-platform gbm --gl-device /dev/null)" = 3 ] || fail "gbm on /dev/null should exit 3"
+grep -q "/dev/null is not a DRM device" "$tmp/err" || fail "gbm on /dev/null: message should say it is no DRM device"
+# a device with a platform that picks its own: works, with a warning naming both
+if [ "$rc" = 0 ]; then
+    [ "$(run info --gl-platform surfaceless --gl-device 0)" = 0 ] || fail "surfaceless with --gl-device 0"
+    grep -q "device '0' ignored: platform surfaceless" "$tmp/err" || fail "surfaceless + device: no warning"
 fi
 # a device index that does not exist
 [ "$(run info --gl-platform device --gl-device 99)" = 3 ] || fail "device 99 should exit 3"
