@@ -117,6 +117,10 @@ enum dg_dtype dg_convert_pick_dtype(enum dg_quant_scheme s, const struct dg_hpar
                                 ends_with(name, "mlp.experts.down_proj")) &&
                      use_more_bits(L, hp->n_layers))
                 want = DG_DT_Q6_K;
+            /* llama.cpp gives an 8-expert model's attn_v Q8_0 in every layer ("trades just ~128MB" for
+             * Mixtral). Its other 8-expert rule, attn_output → Q5_K, is not followed: no kernel reads Q5_K. */
+            if (L >= 0 && hp->n_experts == 8 && ends_with(name, "self_attn.v_proj"))
+                want = DG_DT_Q8_0;
             break;
         }
         }

@@ -180,6 +180,19 @@ DG_TEST(convert_pick_dtype_rules)
     CHECK(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, "embed_tokens", 2, sq, DG_LAYOUT_ROW, &w) == DG_DT_Q4_K);
     hp.tie_embeddings = true; /* the embedding is the output then: llama.cpp gives it Q6_K */
     CHECK(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, "embed_tokens", 2, sq, DG_LAYOUT_ROW, &w) == DG_DT_Q6_K);
+    /* an 8-expert model (Mixtral): attn_v is q8_0 in every layer, as llama.cpp does; down_proj unchanged */
+    hp.n_experts = 8;
+    for (int L = 0; L < 16; L++) {
+        char n[64];
+        snprintf(n, sizeof n, "layer.%d.self_attn.v_proj", L);
+        CHECK_MSG(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, n, 2, sq, DG_LAYOUT_ROW, &w) == DG_DT_Q8_0, "8 experts: %s", n);
+        snprintf(n, sizeof n, "layer.%d.mlp.experts.down_proj", L);
+        int64_t ex[3] = {8, 2048, 2048};
+        CHECK(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, n, 3, ex, DG_LAYOUT_ROW, &w) == (more[L] ? DG_DT_Q6_K : DG_DT_Q4_K));
+    }
+    hp.n_experts = 16; /* the rule is llama.cpp's n_expert == 8, not any MoE */
+    CHECK(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, "layer.3.self_attn.v_proj", 2, sq, DG_LAYOUT_ROW, &w) == DG_DT_Q4_K);
+    hp.n_experts = 0;
     /* rows that are not a multiple of 256 (sotu-6m's 704, Gemma 3 1B's 1152): q4_k → q5_0, q6_k → q8_0 */
     CHECK(dg_convert_pick_dtype(DG_Q_Q4_K_M, &hp, "layer.3.mlp.up_proj", 2, r704, DG_LAYOUT_ROW, &w) == DG_DT_Q5_0);
     CHECK(w == DG_DT_Q4_K);
