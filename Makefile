@@ -80,10 +80,14 @@ run: deps
 
 FUZZ_SECONDS ?= 60
 
+# All three parts run even when one fails, so the last line counts everything: "N passed, N failed (...)".
 test: deps
-	$(MAKE) test-plain
-	$(MAKE) test-asan
-	$(MAKE) fuzz
+	@rm -f $(BUILD)/test-counts build-asan/test-counts; status=0; fz=0; \
+	$(MAKE) test-plain || status=1; \
+	$(MAKE) test-asan || status=1; \
+	$(MAKE) fuzz || { fz=1; status=1; }; \
+	./tests/summary.sh $$fz $(BUILD) build-asan || status=1; \
+	exit $$status
 
 # The GGUF reader under libFuzzer for a bounded time (skips with a message when clang/libFuzzer are absent).
 fuzz:
