@@ -14,6 +14,7 @@
 #include "model/convert.h"
 #include "model/manifest.h"
 #include "model/quant.h"
+#include "model/safetensors.h"
 
 static const char *const fixtures[] = {"llama",   "mistral", "qwen2",  "qwen3",     "gemma2", "gemma3_text",
                                        "phi3",    "mixtral", "qwen3_moe", "gpt_oss", "phimoe"};
@@ -489,6 +490,136 @@ DG_TEST(convert_corrupt_inputs)
                   cases[i].name, dg_last_error(), cases[i].expect);
         CHECK_MSG(!exists(out), "%s: output left behind", cases[i].name);
     }
+    CHECK(no_temp_left(tmp));
+}
+
+/* Writes the llama fixture's tensors again as two shards with model.safetensors.index.json: tensor i goes
+ * to shard 1 as F32 when i is even, to shard 2 as F16 when it is odd (values decoded from the fixture's
+ * BF16). Returns the number of tensors written, 0 on failure. */
+static int write_sharded(const char *fx, const char *dir)
+{
+    char p[1200], q[1200];
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/models/llama/config.json", fx);
+    snprintf(q, sizeof q, "%s/config.json", dir);
+    struct dg_safetensors st;
+    if (!copy(p, q))
+        return 0;
+    snprintf(p, sizeof p, "%s/models/llama", fx);
+    if (dg_safetensors_open(p, &st) != DG_OK)
+        return 0;
+    cJSON *hdr[2] = {cJSON_CreateObject(), cJSON_CreateObject()}, *map = cJSON_CreateObject();
+    uint64_t off[2] = {0, 0};
+    uint8_t *data[2] = {NULL, NULL};
+    static const char *const shard[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    for (int i = 0; i < st.n_tensors; i++) {
+        const struct dg_st_tensor *t = &st.tensors[i];
+        int k = i & 1;
+        uint64_t n = t->nbytes / 2, nb = n * (k ? 2 : 4);
+        data[k] = realloc(data[k], off[k] + nb);
+        for (uint64_t e = 0; e < n; e++) {
+            uint16_t b;
+            memcpy(&b, t->data + 2 * e, 2);
+            float v = dg_bf16_to_f32(b);
+            if (k) {
+                uint16_t h = dg_f32_to_f16(v);
+                memcpy(data[k] + off[k] + 2 * e, &h, 2);
+            } else
+                memcpy(data[k] + off[k] + 4 * e, &v, 4);
+        }
+        cJSON *o = cJSON_AddObjectToObject(hdr[k], t->name);
+        cJSON_AddStringToObject(o, "dtype", k ? "F16" : "F32");
+        cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+        for (int d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON *od = cJSON_AddArrayToObject(o, "data_offsets");
+        cJSON_AddItemToArray(od, cJSON_CreateNumber((double)off[k]));
+        cJSON_AddItemToArray(od, cJSON_CreateNumber((double)(off[k] + nb)));
+        off[k] += nb;
+        cJSON_AddStringToObject(map, t->name, shard[k]);
+    }
+    int n = st.n_tensors;
+    dg_safetensors_close(&st);
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, shard[k]);
+        FILE *f = fopen(p, "wb");
+        char *txt = cJSON_PrintUnformatted(hdr[k]);
+        uint64_t hl = strlen(txt);
+        fwrite(&hl, 8, 1, f);
+        fwrite(txt, 1, hl, f);
+        fwrite(data[k], 1, off[k], f);
+        fclose(f);
+        free(txt);
+        free(data[k]);
+        cJSON_Delete(hdr[k]);
+    }
+    cJSON *idx = cJSON_CreateObject();
+    cJSON_AddItemToObject(idx, "weight_map", map);
+    char *txt = cJSON_Print(idx);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(p, "w");
+    fputs(txt, f);
+    fclose(f);
+    free(txt);
+    cJSON_Delete(idx);
+    return n;
+}
+
+/* A sharded checkpoint (index + two shards) holding F32 and F16 tensors: it converts, every F32 tensor
+ * comes out bit-identical to the BF16 fixture's values and every F16 one equals their f16 rounding (an
+ * exact comparison: f16 → f32 is exact). A truncated second shard is an error naming that shard, with no
+ * output left. */
+DG_TEST(convert_sharded_f16_f32_input)
+{
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
+    const char *tmp = dg_test_tmpdir();
+    char in[1024], out[1024], ref[1024], p[1100];
+    snprintf(in, sizeof in, "%s/sharded", tmp);
+    snprintf(out, sizeof out, "%s/sharded-f32", tmp);
+    snprintf(ref, sizeof ref, "%s/models/llama", fx);
+    CHECK(write_sharded(fx, in) > 0);
+    struct dg_convert_opts o = {.input = in, .output = out, .scheme = DG_Q_F32, .threads = 2};
+    struct dg_convert_summary sum;
+    CHECK_OK(dg_convert(&o, &sum));
+    CHECK_OK(dg_manifest_verify(out));
+    struct dg_model a, b;
+    CHECK_OK(dg_model_open(ref, &a));
+    CHECK_OK(dg_model_open_manifest(out, &b));
+    CHECK(a.n_tensors == b.n_tensors);
+    int n16 = 0, n32 = 0;
+    for (int i = 0; i < a.n_tensors; i++) {
+        const struct dg_tensor *x = &a.tensors[i], *y = dg_model_find(&b, x->name);
+        if (!y) {
+            CHECK_MSG(0, "%s missing", x->name);
+            continue;
+        }
+        float *xv = dequant_all(x), *yv = dequant_all(y);
+        int64_t n = dg_tensor_nelems(x);
+        /* which shard held it: the converter's canonical name is not the checkpoint's, so ask both */
+        bool exact = true, rounded = true;
+        for (int64_t e = 0; xv && yv && e < n; e++) {
+            exact &= dg_bits_from_f32(xv[e]) == dg_bits_from_f32(yv[e]);
+            rounded &= dg_bits_from_f32(dg_f16_to_f32(dg_f32_to_f16(xv[e]))) == dg_bits_from_f32(yv[e]);
+        }
+        CHECK_MSG(xv && yv && (exact || rounded), "%s: neither the f32 values nor their f16 rounding", x->name);
+        n32 += exact;
+        n16 += !exact && rounded;
+        free(xv), free(yv);
+    }
+    /* about half the tensors each way; a tensor whose values are all f16-exact counts as f32 */
+    CHECK_MSG(n16 > 0 && n32 > 0, "%d tensors matched f32, %d their f16 rounding", n32, n16);
+    dg_model_close(&a);
+    dg_model_close(&b);
+
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", in);
+    CHECK(truncate(p, 1000) == 0);
+    snprintf(out, sizeof out, "%s/sharded-truncated", tmp);
+    o.output = out;
+    CHECK(dg_convert(&o, &sum) != DG_OK);
+    CHECK_MSG(strstr(dg_last_error(), "model-00002-of-00002.safetensors") != NULL, "error: %s", dg_last_error());
+    CHECK(!exists(out));
     CHECK(no_temp_left(tmp));
 }
 
