@@ -1,7 +1,8 @@
 /* test_convert.c: the converter and the manifest format end to end on the fixture models: every fixture
  * converts to every --quantize choice, verifies, reopens with the same hyperparameters and tensor values
  * within each dtype's bound; the layouts (column-wise, flat, transposed, fused gate_up) hold the same
- * numbers; a sharded F16/F32 checkpoint converts exactly; corrupt inputs and manifests give their error and leave no output. */
+ * numbers; a sharded F16/F32 checkpoint converts exactly; corrupt inputs and manifests give their error
+ * and leave no output. */
 #include "../test.h"
 
 #include <dirent.h>
