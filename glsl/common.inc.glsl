@@ -16,6 +16,10 @@ layout(std140, binding = 0) uniform Tok {
 #define DT_Q6_K 5
 #define DT_Q5_0 8
 #define DT_MXFP4 11
+// Layout experiments only (docs/FORMAT.md, "GPU reading of 34- and 210-byte blocks"): the same Q8_0 / Q6_K
+// numbers with scales split from quants so every load is an aligned uvec4. No model stores these.
+#define DT_Q8_0_SPLIT 64
+#define DT_Q6_K_SPLIT 65
 
 #define ACT_SILU 0
 #define ACT_GELU_TANH 1

@@ -155,6 +155,50 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
         }
     }
 }
+#elif WTYPE == DT_Q8_0_SPLIT
+#define WCH 32
+// Layout experiment (not a model format): groups of 8 Q8_0 blocks (256 elements, 272 bytes = 17 uvec4):
+// the 8 f16 scales (16 bytes), then the 8 x 32 int8 quants. Same bits per weight as GGUF's 34-byte blocks;
+// every load is an aligned uvec4. Needs K % 256 == 0.
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint g = (rowbyte >> 4) + (c >> 3) * 17u, j = c & 7u;
+    float d = unpackHalf2x16(wvec(sel, g)[j >> 1])[j & 1u];
+    uvec4 q0 = wvec(sel, g + 1u + 2u * j), q1 = wvec(sel, g + 2u + 2u * j);
+    for (uint k = 0u; k < 4u; k++)
+        for (uint i = 0u; i < 4u; i++) {
+            w[4u * k + i] = d * float(sbyte(q0[k], i));
+            w[16u + 4u * k + i] = d * float(sbyte(q1[k], i));
+        }
+}
+#elif WTYPE == DT_Q6_K_SPLIT
+#define WCH 32
+// Layout experiment (not a model format): groups of 8 Q6_K super-blocks (2048 elements, 1680 bytes = 105
+// uvec4): the 8 f16 d (16 bytes), then 8 x 208 bytes (ql 128, qh 64, scales 16: GGUF's block without its
+// trailing d, 13 uvec4). Same bits per weight as GGUF; every load is an aligned uvec4. Chunk order as DT_Q6_K.
+// Needs K % 2048 == 0.
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint s = c >> 3, g = (rowbyte >> 4) + (s >> 3) * 105u, sb = s & 7u;
+    float d = unpackHalf2x16(wvec(sel, g)[sb >> 1])[sb & 1u];
+    uint b = g + 1u + sb * 13u;
+    uint hh = (c >> 2) & 1u, qq = c & 3u;
+    uint ql0 = b + hh * 4u + (qq & 1u) * 2u, qh0 = b + 8u + hh * 2u;
+    uint so = hh * 8u + qq * 2u; // byte offset of the two int8 scales within the 16 scale bytes
+    uint scw = wvec(sel, b + 12u)[so >> 2] >> (8u * (so & 3u));
+    float s0 = d * float(sbyte(scw, 0u)), s1 = d * float(sbyte(scw, 1u));
+    uint nsh = (qq >> 1) * 4u, hsh = qq * 2u;
+    uvec4 l0 = wvec(sel, ql0), l1 = wvec(sel, ql0 + 1u), h0 = wvec(sel, qh0), h1 = wvec(sel, qh0 + 1u);
+    for (uint j = 0u; j < 8u; j++) {
+        uint lw = j < 4u ? l0[j] : l1[j - 4u], hw = j < 4u ? h0[j] : h1[j - 4u];
+        for (uint i = 0u; i < 4u; i++) {
+            uint l = 4u * j + i;
+            uint lo = (lw >> (8u * i + nsh)) & 0xfu;
+            uint hi = (hw >> (8u * i + hsh)) & 3u;
+            w[l] = (l < 16u ? s0 : s1) * float(int(lo | (hi << 4)) - 32);
+        }
+    }
+}
 #elif WTYPE == DT_MXFP4
 #define WCH 32
 // GGUF MXFP4 block (17 bytes / 32): E8M0 scale byte, then 16 bytes, element j in the low nibble of byte j

@@ -1,0 +1,233 @@
+/* test_weight_layouts.c: the layout experiment behind docs/FORMAT.md's choice to read Q8_0 (34-byte) and
+ * Q6_K (210-byte) blocks as GGUF stores them. matmul.glsl reads the same weights in GGUF bytes and in a
+ * split layout (scales apart from quants, every load an aligned uvec4: DT_Q8_0_SPLIT / DT_Q6_K_SPLIT of
+ * wdecode.inc.glsl); both must give C's answer (tolerance 1e-4 of the row's largest |y|: only the f32
+ * summation order differs). With DG_LAYOUT_BENCH=ROWSxCOLS set (tools/layout-bench.sh), the test also
+ * times both layouts at that shape with the profiler and prints the figures FORMAT.md quotes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gl_fixture.h"
+#include "model/dtype.h"
+#include "model/quant.h"
+#include "test.h"
+
+#define DT_Q8_0_SPLIT 64 /* glsl/common.inc.glsl */
+#define DT_Q6_K_SPLIT 65
+
+/* Repacks GGUF rows into the split layout: per group of 8 blocks, the 8 f16 scales (bytes d_off..+1 of
+ * each block), then each block without them. Returns the split row size. */
+static uint64_t repack_row(enum dg_dtype dt, const uint8_t *src, uint8_t *dst, int64_t K)
+{
+    const uint32_t bsz = dt == DG_DT_Q8_0 ? 34 : 210, belems = dt == DG_DT_Q8_0 ? 32 : 256;
+    const uint32_t d_off = dt == DG_DT_Q8_0 ? 0 : 208, q_off = dt == DG_DT_Q8_0 ? 2 : 0, qlen = bsz - 2;
+    uint64_t nb = (uint64_t)K / belems, o = 0;
+    for (uint64_t g = 0; g < nb / 8; g++) {
+        for (int j = 0; j < 8; j++)
+            memcpy(dst + o + 2 * j, src + (g * 8 + j) * bsz + d_off, 2);
+        o += 16;
+        for (int j = 0; j < 8; j++, o += qlen)
+            memcpy(dst + o, src + (g * 8 + j) * bsz + q_off, qlen);
+    }
+    return o;
+}
+
+struct layout_run {
+    GLuint prog;
+    struct dg_buffer *x, *w, *y, *ubo;
+    unsigned gx;
+};
+
+static bool setup(struct dg_gl *gl, struct layout_run *r, int wtype, uint64_t rowbytes, const void *w, int64_t N,
+                  int64_t K, const float *x, const char *entry, const char *wg, const char *rows_per_wg)
+{
+    char ns[24], ks[24], wts[8], rbs[24];
+    snprintf(ns, sizeof ns, "%lld", (long long)N);
+    snprintf(ks, sizeof ks, "%lld", (long long)K);
+    snprintf(wts, sizeof wts, "%d", wtype);
+    snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rowbytes);
+    struct dg_define d[8] = {{"N", ns}, {"K", ks}, {"WTYPE", wts}, {"WROWBYTES", rbs}};
+    int nd = 4;
+    if (entry)
+        d[nd++] = (struct dg_define){entry, "1"};
+    else {
+        d[nd++] = (struct dg_define){"WG_SIZE", wg};
+        d[nd++] = (struct dg_define){"ROWS_PER_WG", rows_per_wg};
+    }
+    memset(r, 0, sizeof *r);
+    uint32_t ubo[4] = {0, 1, 0, 0};
+    if (dg_gl_program(gl, "matmul.glsl", d, nd, &r->prog) != DG_OK ||
+        dg_buffer_alloc(gl, (uint64_t)K * 4, x, &r->x) != DG_OK ||
+        dg_buffer_alloc(gl, rowbytes * (uint64_t)N, w, &r->w) != DG_OK ||
+        dg_buffer_alloc(gl, (uint64_t)N * 4, NULL, &r->y) != DG_OK || dg_buffer_alloc(gl, 16, ubo, &r->ubo) != DG_OK)
+        return false;
+    r->gx = entry ? (unsigned)((N + 63) / 64) : (unsigned)((N + atoi(rows_per_wg) - 1) / atoi(rows_per_wg));
+    return true;
+}
+
+static bool dispatch(struct dg_gl *gl, const struct layout_run *r, int64_t N, const char *label, uint64_t bytes)
+{
+    glUseProgram(r->prog);
+    if (dg_buffer_bind(gl, 0, r->x, 0, r->x->size) || dg_buffer_bind(gl, 1, r->w, 0, r->w->size) ||
+        dg_buffer_bind(gl, 3, r->y, 0, r->y->size))
+        return false;
+    glBindBufferBase(GL_UNIFORM_BUFFER, 0, r->ubo->id);
+    GLint l0 = glGetUniformLocation(r->prog, "u_row0"), l1 = glGetUniformLocation(r->prog, "u_nrows");
+    if (l0 >= 0)
+        glUniform1ui(l0, 0);
+    if (l1 >= 0)
+        glUniform1ui(l1, (GLuint)N);
+    struct dg_dispatch_info info = {label, "layout", bytes};
+    dg_gl_dispatch(gl, r->gx, 1, 1, &info);
+    dg_gl_barrier(gl);
+    return dg_gl_check(label) == DG_OK;
+}
+
+static void release(struct dg_gl *gl, struct layout_run *r)
+{
+    dg_buffer_release(gl, r->x);
+    dg_buffer_release(gl, r->w);
+    dg_buffer_release(gl, r->y);
+    dg_buffer_release(gl, r->ubo);
+}
+
+static uint32_t lcg = 7;
+static float rnd(void)
+{
+    lcg = lcg * 1664525u + 1013904223u;
+    return (float)((lcg >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
+}
+
+/* Quantizes an N x K matrix of `dt`, returns GGUF bytes, split bytes and the C reference y = W x. */
+static bool make_case(enum dg_dtype dt, int64_t N, int64_t K, uint8_t **gguf, uint8_t **split, uint64_t *rb,
+                      uint64_t *srb, float **x, double **ref)
+{
+    *rb = dg_dtype_row_bytes(dt, K);
+    float *w = malloc((size_t)(N * K) * 4), *wd = malloc((size_t)(N * K) * 4);
+    *gguf = malloc(*rb * (size_t)N);
+    *split = malloc(*rb * (size_t)N);
+    *x = malloc((size_t)K * 4);
+    *ref = calloc((size_t)N, sizeof **ref);
+    if (!w || !wd || !*gguf || !*split || !*x || !*ref)
+        return false;
+    for (int64_t i = 0; i < N * K; i++)
+        w[i] = rnd() * 0.5f;
+    for (int64_t k = 0; k < K; k++)
+        (*x)[k] = rnd();
+    bool ok = dg_quantize_rows(dt, w, *gguf, (uint64_t)N, (uint64_t)K, 2) == DG_OK &&
+              dg_dequantize(dt, *gguf, wd, (uint64_t)(N * K)) == DG_OK;
+    for (int64_t n = 0; ok && n < N; n++) {
+        *srb = repack_row(dt, *gguf + *rb * (uint64_t)n, *split + *rb * (uint64_t)n, K);
+        for (int64_t k = 0; k < K; k++)
+            (*ref)[n] += (double)wd[n * K + k] * (*x)[k];
+    }
+    free(w);
+    free(wd);
+    return ok && *srb == *rb; /* the split layout has the same size as GGUF's */
+}
+
+/* Runs one layout once at N x K and compares with the reference. */
+static void check_layout(struct dg_gl *gl, int wtype, const uint8_t *w, uint64_t rb, int64_t N, int64_t K,
+                         const float *x, const double *ref, const char *entry, const char *what)
+{
+    struct layout_run r;
+    float *y = malloc((size_t)N * 4);
+    if (!setup(gl, &r, wtype, rb, w, N, K, x, entry, "64", "4") || !dispatch(gl, &r, N, what, 0) ||
+        dg_buffer_download(gl, r.y, 0, (uint64_t)N * 4, y) != DG_OK) {
+        CHECK_MSG(0, "%s: %s", what, dg_last_error());
+    } else {
+        double mx = 1e-30, worst = 0;
+        for (int64_t n = 0; n < N; n++)
+            mx = fmax(mx, fabs(ref[n]));
+        for (int64_t n = 0; n < N; n++)
+            worst = fmax(worst, fabs(y[n] - ref[n]));
+        CHECK_MSG(worst <= 1e-4 * mx, "%s: max |y - ref| %g > 1e-4 x %g", what, worst, mx);
+    }
+    release(gl, &r);
+    free(y);
+}
+
+/* DG_LAYOUT_BENCH=ROWSxCOLS[:WG:ROWS_PER_WG]: times each layout with the default (shared-memory) entry and
+ * with GEMV_ROW, and prints mean µs and GB/s per dispatch. */
+static void bench(struct dg_gl *gl, enum dg_dtype dt, int split_code, const char *spec)
+{
+    long long N = 0, K = 0;
+    char wg[16] = "64", rows[16] = "4";
+    if (sscanf(spec, "%lldx%lld:%15[0-9]:%15[0-9]", &N, &K, wg, rows) < 2 || N <= 0 || K <= 0 || K % 2048) {
+        CHECK_MSG(0, "DG_LAYOUT_BENCH=%s: expected ROWSxCOLS[:WG:ROWS_PER_WG] with COLS a multiple of 2048", spec);
+        return;
+    }
+    uint8_t *gguf, *split;
+    uint64_t rb, srb;
+    float *x;
+    double *ref;
+    if (!make_case(dt, N, K, &gguf, &split, &rb, &srb, &x, &ref)) {
+        CHECK_MSG(0, "bench: %s", dg_last_error());
+        return;
+    }
+    int reps = dg_gl_caps(gl)->is_software ? 5 : 200;
+    const char *entries[2] = {NULL, "GEMV_ROW"};
+    for (int e = 0; e < 2; e++)
+        for (int l = 0; l < 2; l++) {
+            char label[96];
+            snprintf(label, sizeof label, "%s %s %s", dg_dtype_info(dt)->name, l ? "split" : "gguf",
+                     entries[e] ? "GEMV_ROW" : "main");
+            struct layout_run r;
+            if (!setup(gl, &r, l ? split_code : (int)dt, rb, l ? split : gguf, N, K, x, entries[e], wg, rows)) {
+                CHECK_MSG(0, "%s: %s", label, dg_last_error());
+                release(gl, &r);
+                continue;
+            }
+            dispatch(gl, &r, N, "warm-up", 0); /* the first dispatch compiles on llvmpipe */
+            dg_gl_profile_reset(gl);
+            dg_gl_profiling(gl, true);
+            for (int i = 0; i < reps; i++)
+                dispatch(gl, &r, N, label, rb * (uint64_t)N + (uint64_t)K * 4 + (uint64_t)N * 4);
+            const struct dg_profile_row *pr;
+            int n = dg_gl_profile_rows(gl, false, &pr);
+            for (int i = 0; i < n; i++)
+                if (!strcmp(pr[i].kernel, label))
+                    printf("layout-bench: %-22s %lldx%lld WG %s x %s rows: %10.1f us %8.2f GB/s (%d runs, %s)\n",
+                           label, N, K, entries[e] ? "64" : wg, entries[e] ? "64 (1 a thread)" : rows, pr[i].mean_us,
+                           pr[i].gbps, reps, dg_gl_timing_source(gl));
+            dg_gl_profiling(gl, false);
+            dg_gl_profile_reset(gl);
+            release(gl, &r);
+        }
+    free(gguf), free(split), free(x), free(ref);
+}
+
+DG_TEST(gl_weight_layouts_split_matches_gguf)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    /* 5 rows (not a multiple of the 4 rows a workgroup), K = 4096: two Q6_K split groups, 16 Q8_0 ones */
+    const int64_t N = 5, K = 4096;
+    const enum dg_dtype dts[2] = {DG_DT_Q8_0, DG_DT_Q6_K};
+    const int codes[2] = {DT_Q8_0_SPLIT, DT_Q6_K_SPLIT};
+    for (int t = 0; t < 2; t++) {
+        uint8_t *gguf, *split;
+        uint64_t rb, srb;
+        float *x;
+        double *ref;
+        CHECK_MSG(make_case(dts[t], N, K, &gguf, &split, &rb, &srb, &x, &ref), "%s: %s",
+                  dg_dtype_info(dts[t])->name, dg_last_error());
+        for (int e = 0; e < 2; e++) {
+            const char *entry = e ? "GEMV_ROW" : NULL;
+            char what[64];
+            snprintf(what, sizeof what, "%s gguf %s", dg_dtype_info(dts[t])->name, e ? "GEMV_ROW" : "main");
+            check_layout(gl, (int)dts[t], gguf, rb, N, K, x, ref, entry, what);
+            snprintf(what, sizeof what, "%s split %s", dg_dtype_info(dts[t])->name, e ? "GEMV_ROW" : "main");
+            check_layout(gl, codes[t], split, rb, N, K, x, ref, entry, what);
+        }
+        free(gguf), free(split), free(x), free(ref);
+    }
+    const char *spec = getenv("DG_LAYOUT_BENCH");
+    if (spec && *spec) {
+        bench(gl, DG_DT_Q8_0, DT_Q8_0_SPLIT, spec);
+        bench(gl, DG_DT_Q6_K, DT_Q6_K_SPLIT, spec);
+    }
+}
