@@ -809,6 +809,28 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     ex->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : (ex->ctx < 512 ? ex->ctx : 512);
     if (ex->max_batch > ex->ctx)
         ex->max_batch = ex->ctx;
+    /* Activation slots hold max_batch tokens and are bound whole, so the widest (usually the logits) must
+     * fit one SSBO binding: cap the prefill batch (longer prompts already run in several passes). Weights
+     * are split by rows instead (dg_exec_upload_tensor). 128 MiB drivers meet this at a 128k vocabulary. */
+    static const char *const wide[] = {"hidden_state", "q", "k", "attn_out", "gate", "logits", "router_logits",
+                                       "moe_sel", "moe_act"};
+    int64_t wmax = 1, max_block = dg_gl_caps(gl)->max_ssbo_block_size;
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        int64_t w = slot_width(hp, wide[i], 1);
+        wmax = w > wmax ? w : wmax;
+    }
+    if (max_block > 0 && (int64_t)ex->max_batch * wmax * 4 > max_block) {
+        int cap = (int)(max_block / (wmax * 4));
+        if (cap < 1) {
+            dg_status e = dg_fail(DG_E_UNSUPPORTED, "one token's activations (%lld floats) exceed the device's "
+                                  "max shader-storage block (%lld bytes)", (long long)wmax, (long long)max_block);
+            dg_exec_destroy(ex);
+            return e;
+        }
+        DG_VERBOSE("prefill batch %d -> %d tokens: %lld floats a token must fit the max SSBO block (%lld bytes)",
+                   ex->max_batch, cap, (long long)wmax, (long long)max_block);
+        ex->max_batch = cap;
+    }
     const char *kvd = plan->kv_dtype.value[0] ? plan->kv_dtype.value : path->kv_dtype;
     ex->kv_f16 = strcmp(kvd, "f32") != 0;
     ex->tensors = calloc(MAX_TENSORS, sizeof *ex->tensors);
@@ -822,6 +844,13 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     /* KV cache: [ctx][kv_heads * head_dim] per layer */
     uint64_t kvb = (uint64_t)ex->ctx * (uint64_t)(hp->n_kv_heads * hp->head_dim) * (ex->kv_f16 ? 2 : 4);
     kvb = (kvb + 15) / 16 * 16;
+    if (max_block > 0 && kvb > (uint64_t)max_block) {
+        uint64_t per_pos = (uint64_t)(hp->n_kv_heads * hp->head_dim) * (ex->kv_f16 ? 2 : 4);
+        st = dg_fail(DG_E_UNSUPPORTED, "one layer's KV cache at -c %d (%llu bytes) exceeds the device's max "
+                     "shader-storage block (%lld bytes); use -c %llu or less", ex->ctx, (unsigned long long)kvb,
+                     (long long)max_block, (unsigned long long)((uint64_t)max_block / per_pos));
+        goto fail;
+    }
     for (int L = 0; L < hp->n_layers && !st; L++) {
         st = dg_buffer_alloc(gl, kvb, NULL, &ex->kcache[L]);
         if (!st)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # infer end to end: greedy text from the bundled model equals llama.cpp's greedy continuation on the same
 # weights; --json is valid and carries the ids; a stop string ends the text and is not printed; a prompt
-# from a file and from stdin; chat keeps its cache across turns; usage and missing-model errors.
+# from a file and from stdin; chat keeps its cache across turns; usage and missing-model errors; the same
+# text under a 64 KiB shader-storage block limit (split weights, shorter prefill passes).
 set -eu
 bin=$1
 m=models/sotu-6m-q8_0
@@ -11,6 +12,16 @@ fail() { echo "FAIL: $*"; exit 1; }
 out=$("$bin" infer -m $m -p "The state of the Union is" -n 24 --temp 0 -q)
 want="The state of the Union is a great and important factor in the prosperity of the people. The people of the United States are now living in the hands"
 [ "$out" = "$want" ] || fail "greedy text: got '$out'"
+
+# a 64 KiB shader-storage block limit (the spec minimum is 16 MiB; llvmpipe has 128): the embedding and LM
+# head (2.2 MB) run split into row ranges, the prefill in 2-token passes so the logits slot fits; same text
+out=$(DOPPLER_GL_MAX_SSBO_BLOCK=65536 "$bin" infer -m $m -p "The state of the Union is" -n 24 --temp 0 -q -c 256)
+[ "$out" = "$want" ] || fail "greedy text under a 64 KiB SSBO limit: got '$out'"
+# a KV cache that cannot fit one binding: a clear error with the -c that would
+if DOPPLER_GL_MAX_SSBO_BLOCK=65536 "$bin" infer -m $m -p x -n 1 -q -c 1024 > /dev/null 2> "$tmp/e"; then
+  fail "KV cache over the SSBO limit should fail"
+fi
+grep -q "KV cache at -c 1024.*use -c 256 or less" "$tmp/e" || fail "KV over the limit: $(cat "$tmp/e")"
 
 "$bin" infer -m $m -p "The state of the Union is" -n 5 --temp 0 --json -q > "$tmp/o.json"
 python3 -c "
