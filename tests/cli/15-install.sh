@@ -21,7 +21,8 @@ root="$tmp/dest/opt/dg"
 [ -f "$root/share/doppler-gl/kernel-paths/registry.json" ] || fail "no kernel-paths/"
 cmp -s "$bin" "$root/bin/doppler-gl" || fail "the installed binary is not the one under test"
 
-model=$(pwd)/models/sotu-6m-q8_0
+repo=$(pwd)
+model=$repo/models/sotu-6m-q8_0
 cd "$tmp" || fail "cd"
 "$root/bin/doppler-gl" info > "$tmp/out" 2> "$tmp/err" || fail "installed info"
 grep -q "^data directory: *$root/share/doppler-gl\$" "$tmp/out" ||
@@ -29,7 +30,7 @@ grep -q "^data directory: *$root/share/doppler-gl\$" "$tmp/out" ||
 out=$("$root/bin/doppler-gl" infer -m "$model" -p "The state of the Union is" -n 3 --temp 0 -q 2> "$tmp/err") ||
   fail "installed infer"
 [ "$out" = "The state of the Union is a great and" ] || fail "installed infer: '$out'"
-make -s -C "$OLDPWD" -o "$build/doppler-gl" uninstall BUILD="$build" PREFIX=/opt/dg DESTDIR="$tmp/dest" 2> "$tmp/err" ||
+make -s -C "$repo" -o "$build/doppler-gl" uninstall BUILD="$build" PREFIX=/opt/dg DESTDIR="$tmp/dest" 2> "$tmp/err" ||
   fail "make uninstall"
 [ ! -e "$root/bin/doppler-gl" ] && [ ! -e "$root/share/doppler-gl" ] || fail "uninstall left files"
 echo ok
