@@ -222,6 +222,26 @@ static dg_status run_verify(struct ctx *c, struct dg_exec *ex, const char *slot,
     return DG_OK;
 }
 
+/* A candidate the plan would not apply (a knob the path sets itself, an entry the device lacks) would
+ * measure as the baseline: refuse it instead. */
+static dg_status applies(const struct dg_kplan *plan, const struct dg_kp_registry *reg, const struct dg_kpath *p,
+                         const struct dg_tune_target *t)
+{
+    struct dg_kp_resolved r;
+    dg_status st = dg_kplan_resolve(plan, reg, NULL, p, false, &r);
+    if (st)
+        return st;
+    bool found = false;
+    for (int s = 0; s < 4 && !found; s++)
+        for (int i = 0; i < r.sec[s].n_steps && !found; i++)
+            found = is_kernel(r.sec[s].steps[i].kernel, t->kernel) && !strcmp(r.sec[s].steps[i].role, t->role) &&
+                    !strcmp(r.sec[s].steps[i].entry_src, "tuner");
+    dg_kp_resolved_free(&r);
+    return found ? DG_OK
+                 : dg_fail(DG_E_UNSUPPORTED, "the plan does not apply this candidate to %s (the path sets one of its "
+                           "knobs, or the entry is not available)", t->role);
+}
+
 /* Verifies every candidate of target `t` (cand[0] is the reference) on the path cut after its last step. */
 static void verify_target(struct ctx *c, struct dg_tune_target *t)
 {
@@ -271,7 +291,9 @@ static void verify_target(struct ctx *c, struct dg_tune_target *t)
         struct dg_exec *ex = NULL;
         float *out = NULL;
         int w = 0;
-        dg_status st = dg_exec_create(c->gl, &vm, &plan, c->reg, &cut, &eo, &ex);
+        dg_status st = applies(&plan, c->reg, &cut, t);
+        if (!st)
+            st = dg_exec_create(c->gl, &vm, &plan, c->reg, &cut, &eo, &ex);
         if (!st)
             st = run_verify(c, ex, slot, &out, &w);
         dg_exec_destroy(ex);
@@ -511,7 +533,8 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
                 }
             }
             t->n_cand = 1;
-            dg_tune_candidates(t, caps, t);
+            if (!o->only_extra)
+                dg_tune_candidates(t, caps, t);
             if (o->extra && o->extra_kernel && !strcmp(o->extra_kernel, t->kernel) && t->n_cand < DG_TUNE_MAX_CAND) {
                 struct dg_tune_candidate *x = &t->cand[t->n_cand++];
                 memset(x, 0, sizeof *x);

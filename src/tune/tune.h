@@ -97,6 +97,7 @@ struct dg_tune_options {
     const struct dg_tune_knobset *extra;
     const char *extra_kernel;
     bool extra_fast;
+    bool only_extra; /* tests: try only the baseline and the extra candidate (fewer program builds) */
 };
 
 /* The kernels the tuner knows how to vary. */
