@@ -628,6 +628,8 @@ static int run(int argc, char **argv)
     cJSON_AddItemToObject(root, "quant", dg_report_quant_json(&m));
     cJSON_AddStringToObject(root, "kernel_path", path.id);
     cJSON_AddStringToObject(root, "kernel_profile", plan.profile.value);
+    /* how many decode steps run `doppler-gl tune` winners (0: none cached or "tuner": false) */
+    cJSON_AddNumberToObject(root, "tuned_steps", strcmp(plan.tuner.value, "false") ? plan.n_tuned : 0);
     cJSON_AddStringToObject(root, "weight_format", path.weight_format);
     cJSON_AddStringToObject(root, "kv_dtype", plan.kv_dtype.value[0] ? plan.kv_dtype.value : path.kv_dtype);
     cJSON_AddStringToObject(root, "timing_source", dg_gl_timing_source(gl));
