@@ -4,8 +4,8 @@
  * deletes anything doppler-gl did not write:
  *   program   $XDG_CACHE_HOME/doppler-gl/programs/<64 hex>.bin, starting with the "DGPBIN01" magic
  *             (gl/progcache.c); shared by every model, so --model leaves them out;
- *   tuner     $XDG_CACHE_HOME/doppler-gl/tuner/<32 hex>.json with the "doppler_gl_tuner" marker
- *             (tune/cache.c); --model: those recorded for the model's shape signature;
+ *   tuner     $XDG_CACHE_HOME/doppler-gl/tuner/<32 hex>.json (or $DOPPLER_GL_TUNER_DIR) with the
+ *             "doppler_gl_tuner" marker (tune/cache.c); --model: those recorded for the model's shape;
  *   compat    $XDG_CACHE_HOME/doppler-gl/compat/<64 hex>.json and, with --model, the report beside the
  *             model (MODEL/compat.json or MODEL.compat.json), holding "checker_version"
  *             (compat/cache.c); --model: those whose recorded model is that path, or whose name is its
@@ -159,6 +159,8 @@ static dg_status scan(struct list *l, const char *dir, const char *sub, const st
 {
     char d[PATH_MAX];
     snprintf(d, sizeof d, "%s/%s", dir, sub);
+    if (!strcmp(sub, "tuner") && !dg_tune_dir(d, sizeof d))
+        return DG_OK;
     DIR *dh = opendir(d);
     if (!dh)
         return errno == ENOENT ? DG_OK : dg_fail(DG_E_IO, "%s: cannot list: %s", d, strerror(errno));

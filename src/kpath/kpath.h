@@ -216,7 +216,7 @@ struct dg_kp_variants {
 };
 
 #define DG_KP_MAX_VARIANTS 8
-#define DG_KP_MAX_TUNED 48
+#define DG_KP_MAX_TUNED 32
 
 /* Variants for steps of one op: key "matmul" covers the matmul, lm_head and ffn_gate_up ops, any other
  * key the op of that name ("attention", ...). Values are kernel entries ("row", "tiled", "split"). */

@@ -85,13 +85,21 @@ static void hash_sources(EVP_MD_CTX *h)
     }
 }
 
+bool dg_tune_dir(char *out, size_t n)
+{
+    const char *env = getenv("DOPPLER_GL_TUNER_DIR"), *c = dg_cache_dir();
+    if (env && *env)
+        return snprintf(out, n, "%s", env) < (int)n;
+    return c && snprintf(out, n, "%s/tuner", c) < (int)n;
+}
+
 bool dg_tune_cache_file(const struct dg_gl_caps *caps, const struct dg_model *m, const char *path_id, char *out,
                         size_t out_size)
 {
-    const char *dir = dg_cache_dir();
+    char dir[4096];
     char sig[65];
     dg_tune_model_signature(m, sig, NULL, 0);
-    if (!dir || !sig[0])
+    if (!dg_tune_dir(dir, sizeof dir) || !sig[0])
         return false;
     EVP_MD_CTX *h = EVP_MD_CTX_new();
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -113,7 +121,7 @@ bool dg_tune_cache_file(const struct dg_gl_caps *caps, const struct dg_model *m,
         return false;
     char name[33];
     hex(md, 16, name);
-    return snprintf(out, out_size, "%s/tuner/%s.json", dir, name) < (int)out_size;
+    return snprintf(out, out_size, "%s/%s.json", dir, name) < (int)out_size;
 }
 
 /* ---- JSON ---- */

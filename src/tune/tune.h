@@ -116,6 +116,8 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
 /* Shape signature of a model: SHA-256 over its architecture, hyperparameters and every tensor's name,
  * dtype and dimensions (hex, 64 characters); `desc` gets a readable summary. */
 void dg_tune_model_signature(const struct dg_model *m, char sig[65], char *desc, size_t desc_size);
+/* The tuner's folder: $DOPPLER_GL_TUNER_DIR, else $XDG_CACHE_HOME/doppler-gl/tuner (false: none). */
+bool dg_tune_dir(char *out, size_t n);
 /* The cache file for (device, model, kernel path); false when there is no cache folder. */
 bool dg_tune_cache_file(const struct dg_gl_caps *caps, const struct dg_model *m, const char *path_id, char *out,
                         size_t out_size);
