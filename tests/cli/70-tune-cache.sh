@@ -1,5 +1,5 @@
 #!/bin/sh
-# 70-tune-cache.sh: `tune` on sotu-6m converted to q8_0 (a whole tune with short timing, -p 8 -r 2): the
+# 70-tune-cache.sh: `tune` on sotu-6m converted to q8_0 (a whole tune with the shortest timing, -p 4 -r 1): the
 # winners land in the tuner cache and the next plan uses them (--print-plan shows "tuner"), except where
 # the command line chooses the variant or turns the tuner off; a second tune shows the cached results;
 # `cache list|purge [--model M] [--json]` show and delete doppler-gl's files only (a foreign file, a file
@@ -33,7 +33,7 @@ m="$tmp/sotu-q8"
 "$bin" convert "$models/sotu-6m" "$m" --quantize q8_0 > /dev/null || fail "convert sotu-6m"
 
 start=$(date +%s)
-"$bin" tune -m "$m" -p 8 -r 2 --json > "$tmp/tune.json" 2>"$tmp/err" || fail "tune: $(cat "$tmp/err")"
+"$bin" tune -m "$m" -p 4 -r 1 --json > "$tmp/tune.json" 2>"$tmp/err" || fail "tune: $(cat "$tmp/err")"
 echo "tune of sotu-6m q8_0: $(($(date +%s) - start)) s"
 ls "$c/tuner/"*.json > /dev/null 2>&1 || fail "no tuner cache file under $c/tuner"
 if command -v python3 > /dev/null; then
