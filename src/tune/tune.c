@@ -462,6 +462,11 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
     snprintf(out->profile, sizeof out->profile, "%s", plan->profile.value);
     snprintf(out->timing_source, sizeof out->timing_source, "%s", dg_gl_timing_source(gl));
     dg_tune_model_signature(m, out->signature, out->shape_desc, sizeof out->shape_desc);
+    /* Per-dispatch wall clock is exact only where dispatches run synchronously (software); on a GPU it
+     * would time the submission, and the winners would be noise. */
+    if (!strcmp(out->timing_source, "wall-clock") && !caps->is_software)
+        return dg_fail(DG_E_UNSUPPORTED, "tune: %s has no usable GPU timer queries (GL_EXT_disjoint_timer_query), "
+                       "so kernels cannot be timed one by one", caps->renderer);
     if (o->kernels)
         for (const char *p = o->kernels; *p;) {
             size_t l = strcspn(p, ",");
