@@ -278,7 +278,7 @@ static void verify_target(struct ctx *c, struct dg_tune_target *t)
     while (nl < hp->n_layers && hp->layer_sliding[nl] == hp->layer_sliding[0] && hp->layer_moe[nl] == hp->layer_moe[0])
         nl++;
     vm.hp.n_layers = nl < hp->n_layers ? nl + 1 : 1;
-    struct dg_exec_options eo = {.ctx = c->prompt + 2, .max_batch = c->prompt};
+    struct dg_exec_options eo = {.ctx = c->prompt + 2, .max_batch = c->prompt < 256 ? c->prompt : 256};
     float *ref = NULL;
     int width = 0;
     double scale = 0;
