@@ -79,6 +79,9 @@ static void print_result(const struct dg_tune_result *r, bool cached, bool verbo
                    c->why[0] ? "  " : "", c->why);
         }
     }
+    if (!cached && r->e2e_checked)
+        printf("\nend to end (decode tokens per second, baseline / winners): %.1f / %.1f%s\n", r->e2e_base_tok_s,
+               r->e2e_tuned_tok_s, r->e2e_reverted ? ": not faster, every step keeps its baseline" : "");
     printf("\n%s %s\n", cached ? "cache file:" : "saved to", r->file);
 }
 

@@ -151,6 +151,11 @@ cJSON *dg_tune_result_json(const struct dg_tune_result *r)
     cJSON_AddNumberToObject(o, "prompt_tokens", r->prompt);
     cJSON_AddNumberToObject(o, "repetitions", r->reps);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    cJSON *e = cJSON_AddObjectToObject(o, "end_to_end");
+    cJSON_AddBoolToObject(e, "checked", r->e2e_checked);
+    cJSON_AddNumberToObject(e, "baseline_tok_s", r->e2e_base_tok_s);
+    cJSON_AddNumberToObject(e, "winners_tok_s", r->e2e_tuned_tok_s);
+    cJSON_AddBoolToObject(e, "reverted_to_baseline", r->e2e_reverted);
     cJSON *a = cJSON_AddArrayToObject(o, "steps");
     for (int t = 0; t < r->n_targets; t++) {
         const struct dg_tune_target *tg = &r->targets[t];

@@ -447,6 +447,76 @@ out:
     return st;
 }
 
+/* Wall time of `n` decode tokens (one id read back per token, as generation does) after the prompt and
+ * two warm-up tokens, with the plan's tuned entries as given. */
+static dg_status token_time(struct ctx *c, const struct dg_kplan *plan, int n, double *secs)
+{
+    struct dg_exec *ex = NULL;
+    struct dg_exec_options eo = {.ctx = c->prompt + n + 4};
+    dg_status st = dg_exec_create(c->gl, c->m, plan, c->reg, c->path, &eo, &ex);
+    uint32_t tok = 0;
+    if (!st && !(st = dg_exec_forward(ex, c->ids, c->prompt, NULL, NULL)))
+        st = dg_exec_read_tokens(ex, &tok, 1);
+    double t0 = 0;
+    for (int i = 0; i < n + 2 && !st; i++) {
+        if (i == 2)
+            t0 = now_s();
+        int32_t id = (int32_t)(tok % (uint32_t)c->m->hp.vocab);
+        if (!(st = dg_exec_forward(ex, &id, 1, NULL, NULL)))
+            st = dg_exec_read_tokens(ex, &tok, 1);
+    }
+    *secs = now_s() - t0;
+    dg_exec_destroy(ex);
+    return st;
+}
+
+/* The end-to-end check: per-dispatch times (taken one dispatch at a time under timer queries) need not
+ * add up to what pipelined decoding does, so the whole set of winners must also be faster than the
+ * baseline in plain decode tokens per second, measured A B B A so a drift favours neither; otherwise
+ * every step keeps its baseline. */
+static dg_status confirm(struct ctx *c, struct dg_tune_result *r)
+{
+    bool any = false;
+    for (int t = 0; t < r->n_targets; t++)
+        any |= r->targets[t].winner != 0;
+    if (!any)
+        return DG_OK;
+    struct dg_kplan *pl = malloc(2 * sizeof *pl);
+    if (!pl)
+        return dg_fail(DG_E_NOMEM, "tune: out of memory");
+    for (int v = 0; v < 2; v++) {
+        pl[v] = *c->plan;
+        pl[v].n_tuned = 0;
+        dg_kp_choice_set(&pl[v].tuner, "true", "tune");
+        for (int t = 0; t < r->n_targets; t++)
+            set_tuned(&pl[v], r->targets[t].kernel, r->targets[t].role,
+                      &r->targets[t].cand[v ? r->targets[t].winner : 0].ks);
+    }
+    int n = c->reps * 2 > 8 ? c->reps * 2 : 8;
+    double tt[2] = {0, 0};
+    static const int order[4] = {0, 1, 1, 0};
+    dg_status st = DG_OK;
+    for (int k = 0; k < 4 && !st; k++) {
+        double s = 0;
+        if (c->o->progress)
+            fprintf(stderr, "tune: end-to-end check %d of 4 (%s)\n", k + 1, order[k] ? "winners" : "baseline");
+        st = token_time(c, &pl[order[k]], n, &s);
+        tt[order[k]] += s;
+    }
+    free(pl);
+    if (st)
+        return st;
+    r->e2e_checked = true;
+    r->e2e_base_tok_s = tt[0] > 0 ? 2.0 * n / tt[0] : 0;
+    r->e2e_tuned_tok_s = tt[1] > 0 ? 2.0 * n / tt[1] : 0;
+    if (!(r->e2e_tuned_tok_s > r->e2e_base_tok_s)) {
+        r->e2e_reverted = true;
+        for (int t = 0; t < r->n_targets; t++)
+            r->targets[t].winner = 0;
+    }
+    return DG_OK;
+}
+
 dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct dg_kplan *plan,
                       const struct dg_kp_registry *reg, const struct dg_kpath *path, const struct dg_tune_options *o,
                       struct dg_tune_result *out)
@@ -637,6 +707,8 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
         if (best && tg->cand[best].us <= tg->cand[0].us * (1 - DG_TUNE_MIN_GAIN))
             tg->winner = best;
     }
+    if (!o->no_end_to_end)
+        st = confirm(&c, out);
 done:
     out->seconds = now_s() - t0;
     free(base);

@@ -12,7 +12,9 @@
  *      prompt and warm-up tokens, the median GPU time per decode token over the repetitions, in two
  *      rounds (the second in reverse order) keeping the lower median.
  * A candidate wins only when it is at least 3% faster than the baseline (timing noise must not flip
- * choices). Winners are cached in $XDG_CACHE_HOME/doppler-gl/tuner/<key>.json, the key a SHA-256 of the
+ * choices), and the winners together must then beat the baseline in plain decode tokens per second
+ * (wall clock, A B B A), else every step keeps its baseline: per-dispatch times taken one at a time need
+ * not add up to pipelined decoding. Winners are cached in $XDG_CACHE_HOME/doppler-gl/tuner/<key>.json, the key a SHA-256 of the
  * GL renderer, the driver (GL version string), the model's shape signature, the kernel path id and the
  * tuned kernels' sources (registry.json and their GLSL: a kernel change makes old winners stale), and
  * plans pick them up automatically (dg_tune_apply_cached; priority in kpath.h struct dg_kplan).
@@ -82,6 +84,10 @@ struct dg_tune_result {
     char timing_source[32];
     int prompt, reps;
     double seconds;
+    /* End-to-end check of the winners against the baseline (plain decode tokens per second, A B B A);
+     * reverted: they were not faster, so every step kept its baseline. */
+    bool e2e_checked, e2e_reverted;
+    double e2e_base_tok_s, e2e_tuned_tok_s;
     struct dg_tune_target targets[DG_TUNE_MAX_TARGETS];
     int n_targets;
     char file[4096]; /* where it was saved or read */
@@ -98,6 +104,7 @@ struct dg_tune_options {
     const char *extra_kernel;
     bool extra_fast;
     bool only_extra; /* tests: try only the baseline and the extra candidate (fewer program builds) */
+    bool no_end_to_end; /* tests: skip the end-to-end check (it would see through extra_fast) */
 };
 
 /* The kernels the tuner knows how to vary. */

@@ -5,6 +5,9 @@
  *     "wrong output" for every GEMV step and never chosen;
  *   - the control: a correct candidate under the same speed-up (row entry, WG_SIZE=16, not in the normal
  *     set) must be verified and chosen for every step, so the first check fails if verification is gone;
+ *   - the end-to-end check (plain decode tokens per second, winners against baseline) reverts a winner
+ *     whose speed-up exists only in the per-dispatch figure: WG_SIZE=1 under the same faked speed-up is
+ *     20-40% slower in real decoding on llvmpipe, and every step must keep its baseline (software only);
  *   - saved, the winner is what the next plan for this device and model runs: dg_cli_plan_build shows it
  *     as "tuner" on the decode steps, the executor builds it, and its logits match the untuned plan's
  *     (same tolerance as the verification: 1e-3 of the largest logit; only summation order differs). */
@@ -82,7 +85,7 @@ DG_TEST(tune_rejects_wrong_fast_variant_and_plans_use_winner)
     knobset(&wrong, "row", "WG_SIZE", "64", "SOFTCAP", "0.001");
     knobset(&good, "row", "WG_SIZE", "16", NULL, NULL);
     struct dg_tune_options o = {.kernels = "matmul", .prompt = 4, .reps = 2, .extra = &wrong, .extra_kernel = "matmul",
-                                .extra_fast = true, .only_extra = true};
+                                .extra_fast = true, .only_extra = true, .no_end_to_end = true};
 
     CHECK_OK(dg_tune_run(gl, &m, &plan, &reg, &path, &o, r));
     CHECK(r->n_targets >= 5); /* q, k, v, o, down (+ lm_head) */
@@ -108,6 +111,24 @@ DG_TEST(tune_rejects_wrong_fast_variant_and_plans_use_winner)
                   tg->calls);
     }
     CHECK_OK(dg_tune_save(r, dg_gl_caps(gl), &m));
+
+    /* the end-to-end check sees through a per-dispatch speed-up that is not real: one invocation per
+     * workgroup (WG_SIZE=1) leaves 7 of llvmpipe's 8 SIMD lanes idle in every GEMV */
+    struct dg_tune_result *r2 = calloc(1, sizeof *r2);
+    struct dg_tune_knobset slow;
+    knobset(&slow, "row", "WG_SIZE", "1", NULL, NULL);
+    struct dg_tune_options o2 = o;
+    o2.extra = &slow;
+    o2.no_end_to_end = false;
+    o2.reps = 8;
+    if (r2 && dg_gl_caps(gl)->is_software) {
+        CHECK_OK(dg_tune_run(gl, &m, &plan, &reg, &path, &o2, r2));
+        CHECK_MSG(r2->e2e_checked && r2->e2e_reverted, "end to end: baseline %.1f, winners %.1f tok/s, %s",
+                  r2->e2e_base_tok_s, r2->e2e_tuned_tok_s, r2->e2e_reverted ? "reverted" : "kept");
+        for (int t = 0; t < r2->n_targets; t++)
+            CHECK_MSG(r2->targets[t].winner == 0, "%s: kept a variant that is slower end to end", r2->targets[t].role);
+    }
+    free(r2);
 
     /* the next plan for this device and model runs the winner */
     struct dg_kplan p2;
