@@ -124,6 +124,18 @@ static void describe_shape(const struct dg_model *m, const struct dg_kpath *p, c
     }
 }
 
+/* True when a per-layer step with this layer selector runs on some layer of the model. */
+static bool runs_somewhere(const struct dg_hparams *hp, enum dg_kp_layers sel)
+{
+    for (int L = 0; L < hp->n_layers; L++) {
+        bool moe = hp->n_experts > 0 && hp->layer_moe[L];
+        if (sel == DG_KL_ALL || (sel == DG_KL_SLIDING && hp->layer_sliding[L]) ||
+            (sel == DG_KL_FULL && !hp->layer_sliding[L]) || (sel == DG_KL_DENSE && !moe) || (sel == DG_KL_MOE && moe))
+            return true;
+    }
+    return false;
+}
+
 /* ---- paths, plans and registries for the measurement ---- */
 
 static dg_status path_copy(const struct dg_kpath *src, struct dg_kpath *dst)
@@ -580,7 +592,8 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
     for (int sec = 0; sec < 3; sec++)
         for (int i = 0; i < rs.sec[sec].n_steps; i++) {
             const struct dg_kp_step *s = &rs.sec[sec].steps[i];
-            if (!dg_tune_kernel_tunable(s->kernel) || !in_list(o->kernels, s->kernel))
+            if (!dg_tune_kernel_tunable(s->kernel) || !in_list(o->kernels, s->kernel) ||
+                (sec == 1 && !runs_somewhere(&m->hp, s->layers)))
                 continue;
             bool seen = false;
             for (int t = 0; t < out->n_targets; t++)
