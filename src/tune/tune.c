@@ -449,7 +449,7 @@ static dg_status time_index(struct ctx *c, struct dg_tune_result *r, int ci, con
         qsort(s, (size_t)c->reps, sizeof *s, cmp_double);
         double med = c->reps % 2 ? s[c->reps / 2] : (s[c->reps / 2 - 1] + s[c->reps / 2]) / 2;
         if (tg->cand[ci].injected && c->o->extra_fast)
-            med /= 100;
+            med /= 1e6;
         if (tg->cand[ci].us <= 0 || med < tg->cand[ci].us) /* the best round: noise only adds time */
             tg->cand[ci].us = med;
     }

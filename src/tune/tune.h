@@ -99,7 +99,7 @@ struct dg_tune_options {
     int reps;            /* timed decode tokens per candidate (0 = 16 on a GPU, 4 in software) */
     bool progress;       /* one line per candidate on stderr */
     /* Tests: a candidate appended to every target of kernel `extra_kernel`; with extra_fast its measured
-     * time is divided by 100, so it wins unless verification rejects it. */
+     * time is divided by 1e6, so it wins unless verification rejects it. */
     const struct dg_tune_knobset *extra;
     const char *extra_kernel;
     bool extra_fast;
