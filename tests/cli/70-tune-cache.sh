@@ -11,6 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export XDG_CACHE_HOME="$tmp/xdg"
+unset DOPPLER_GL_TUNER_DIR
 c="$XDG_CACHE_HOME/doppler-gl"
 
 # usage errors need no model or GL

@@ -70,6 +70,7 @@ DG_TEST(tune_cached_winner_in_plan)
     snprintf(cache, sizeof cache, "%s/xdg", dg_test_tmpdir());
     char *old = getenv("XDG_CACHE_HOME") ? strdup(getenv("XDG_CACHE_HOME")) : NULL;
     setenv("XDG_CACHE_HOME", cache, 1);
+    unsetenv("DOPPLER_GL_TUNER_DIR"); /* the tuner folder follows XDG_CACHE_HOME here */
     struct dg_model m;
     struct dg_kp_registry reg;
     struct dg_kpath path;
