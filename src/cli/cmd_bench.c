@@ -23,6 +23,7 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "cli/plan_opts.h"
+#include "tune/tune.h"
 #include "cli/report.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -248,9 +249,11 @@ static dg_status spawn_child(int argc, char **argv, const char *cache_root, cJSO
     int n_env = 0;
     while (environ[n_env])
         n_env++;
-    char **cenv = calloc((size_t)n_env + 4, sizeof *cenv);
-    char xdg[4200], mesa[4200], nv[4200];
+    char **cenv = calloc((size_t)n_env + 5, sizeof *cenv);
+    char xdg[4200], mesa[4200], nv[4200], tuner[4200] = "DOPPLER_GL_TUNER_DIR=";
     snprintf(xdg, sizeof xdg, "XDG_CACHE_HOME=%s/xdg", cache_root);
+    /* the children run the plan the parent measures: the same cached tune winners */
+    bool tuner_dir = dg_tune_dir(tuner + strlen(tuner), sizeof tuner - strlen(tuner));
     snprintf(mesa, sizeof mesa, "MESA_SHADER_CACHE_DIR=%s/mesa", cache_root);
     snprintf(nv, sizeof nv, "__GL_SHADER_DISK_CACHE_PATH=%s/nv", cache_root);
     if (!cargv || !cenv) {
@@ -261,8 +264,10 @@ static dg_status spawn_child(int argc, char **argv, const char *cache_root, cJSO
     int k = 0;
     for (int i = 0; i < n_env; i++)
         if (strncmp(environ[i], "XDG_CACHE_HOME=", 15) && strncmp(environ[i], "MESA_SHADER_CACHE_DIR=", 22) &&
-            strncmp(environ[i], "__GL_SHADER_DISK_CACHE_PATH=", 28))
+            strncmp(environ[i], "__GL_SHADER_DISK_CACHE_PATH=", 28) && strncmp(environ[i], "DOPPLER_GL_TUNER_DIR=", 21))
             cenv[k++] = environ[i];
+    if (tuner_dir)
+        cenv[k++] = tuner;
     cenv[k++] = xdg;
     cenv[k++] = mesa;
     cenv[k++] = nv;
@@ -628,6 +633,8 @@ static int run(int argc, char **argv)
     cJSON_AddItemToObject(root, "quant", dg_report_quant_json(&m));
     cJSON_AddStringToObject(root, "kernel_path", path.id);
     cJSON_AddStringToObject(root, "kernel_profile", plan.profile.value);
+    /* how many decode steps run `doppler-gl tune` winners (0: none cached or "tuner": false) */
+    cJSON_AddNumberToObject(root, "tuned_steps", strcmp(plan.tuner.value, "false") ? plan.n_tuned : 0);
     cJSON_AddStringToObject(root, "weight_format", path.weight_format);
     cJSON_AddStringToObject(root, "kv_dtype", plan.kv_dtype.value[0] ? plan.kv_dtype.value : path.kv_dtype);
     cJSON_AddStringToObject(root, "timing_source", dg_gl_timing_source(gl));

@@ -428,6 +428,8 @@ static int run(int argc, char **argv)
         cJSON_AddItemToObject(root, "quant", dg_report_quant_json(&m));
         cJSON_AddStringToObject(root, "kernel_path", path.id);
         cJSON_AddStringToObject(root, "kernel_profile", plan.profile.value);
+        /* how many decode steps run `doppler-gl tune` winners (0: none cached or "tuner": false) */
+        cJSON_AddNumberToObject(root, "tuned_steps", strcmp(plan.tuner.value, "false") ? plan.n_tuned : 0);
         cJSON_AddStringToObject(root, "timing_source", dg_gl_timing_source(gl));
         if (p > 0)
             cJSON_AddItemToObject(root, "prefill", phase_json(&ph[0]));

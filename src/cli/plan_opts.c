@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "compat/compat.h"
+#include "tune/tune.h"
 
 int dg_cli_plan_option(const char *cmd, int argc, char **argv, int *i, struct dg_cli_plan_opts *o)
 {
@@ -65,5 +66,9 @@ dg_status dg_cli_plan_build(const struct dg_cli_plan_opts *o, const struct dg_gl
         dg_kp_choice_set(&plan->kernel_path, o->kernel_path, "cli");
     /* The checker only runs if the plan ends up choosing a fused path (it installs the plan's veto hook). */
     dg_compat_apply(m, plan, o->force_fused);
-    return dg_kplan_load_path(plan, reg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), path);
+    st = dg_kplan_load_path(plan, reg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), path);
+    /* cached `doppler-gl tune` winners for this device, model and path (below config/CLI choices) */
+    if (!st)
+        dg_tune_apply_cached(plan, caps, m, path->id);
+    return st;
 }

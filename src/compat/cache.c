@@ -199,6 +199,18 @@ static void cache_paths(const char *model_path, const char *key, char *beside, s
         fallback[0] = 0;
 }
 
+void dg_compat_cache_files(const char *model_path, char *beside, size_t bsz, char *fallback, size_t fsz)
+{
+    char key[65], dir[PATH_MAX + 32];
+    if (dg_compat_cache_key(model_path, key) != DG_OK) {
+        dg_clear_error();
+        key[0] = 0;
+    }
+    cache_paths(model_path, key, beside, bsz, dir, sizeof dir, fallback, fsz);
+    if (!key[0])
+        fallback[0] = 0;
+}
+
 static char *slurp(const char *file)
 {
     FILE *f = fopen(file, "rb");

@@ -141,6 +141,10 @@ enum dg_compat_status dg_compat_status_of(double score);
 
 /* The key for a model path (folder or file). */
 dg_status dg_compat_cache_key(const char *model_path, char key[65]);
+/* Where a model's cached report may be (for `doppler-gl cache`): beside it (folder/compat.json or
+ * FILE.compat.json) and the per-user fallback for its current key ("" when the key or the cache folder
+ * cannot be had). Neither file need exist. */
+void dg_compat_cache_files(const char *model_path, char *beside, size_t bsz, char *fallback, size_t fsz);
 /* The report for `m` from a cache whose key matches, else computed and written to the cache. A model
  * without a path (built in memory) is computed and not cached. A cache that cannot be written is only
  * logged (verbose): the report is still returned. */

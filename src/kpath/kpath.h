@@ -145,7 +145,8 @@ struct dg_kp_step {
     char output[DG_KP_MAX_IO][DG_KP_NAME];
     int n_output;
     enum dg_kp_layers layers; /* which layers run this step ("layers" field) */
-    char entry_src[DG_KP_NAME]; /* who chose `entry`: "path", "profile fast", "config", "cli"... */
+    char entry_src[DG_KP_NAME]; /* who chose `entry`: "path", "profile fast", "config", "cli", "tuner"... */
+    uint32_t tuned_consts;      /* bit i set: consts[i] came from the tuner (shown by --print-plan) */
 };
 
 struct dg_kp_section {
@@ -215,6 +216,7 @@ struct dg_kp_variants {
 };
 
 #define DG_KP_MAX_VARIANTS 8
+#define DG_KP_MAX_TUNED 32
 
 /* Variants for steps of one op: key "matmul" covers the matmul, lm_head and ffn_gate_up ops, any other
  * key the op of that name ("attention", ...). Values are kernel entries ("row", "tiled", "split"). */
@@ -239,8 +241,22 @@ struct dg_kplan {
     struct dg_kp_knob_pref {
         char kernel[DG_KP_NAME], entry[DG_KP_NAME];
         struct dg_kp_const c;
-    } knob_prefs[16];
+    } knob_prefs[64];
     int n_knob_prefs;
+
+    /* Winners of `doppler-gl tune` cached for this device and model (tune/tune.h dg_tune_apply_cached):
+     * for decode steps of `kernel` with step role `role`, the entry and knob values measured fastest.
+     * Priority: a step whose entry was chosen by a config file or the command line, or whose path step sets
+     * one of the tuned knobs itself, keeps that; otherwise the tuned entry and knobs replace the profile's
+     * variant and knob preferences. "tuner": false in a kernel plan turns them off. */
+    struct dg_kp_choice tuner; /* "true" / "false" */
+    struct dg_kp_tuned {
+        char kernel[DG_KP_NAME], role[DG_KP_NAME], entry[DG_KP_NAME];
+        struct dg_kp_const knobs[6];
+        int n_knobs;
+    } tuned[DG_KP_MAX_TUNED];
+    int n_tuned;
+    char tuned_file[256]; /* where they came from, for --print-plan */
 
     /* Veto hook for the fused-kernel compatibility checker (issue 5): when fused_allowed is false, a
      * fused path or fused_q4k strategy is replaced by its non-fused fallback and the reason is logged.
@@ -259,8 +275,10 @@ struct dg_kp_resolved {
 void dg_kplan_init(struct dg_kplan *plan);
 /* Profiles: fast, safe, debug, fused, and GPU families llvmpipe, nvidia, mali, v3d, adreno. */
 dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile);
-/* The profile that fits a device when none is named (llvmpipe for software rasterizers, nvidia-like
- * when subgroups exist, mali-like otherwise). */
+/* The profile that fits a device when none is named, from its capabilities alone (never the vendor
+ * string): llvmpipe for software rasterizers; nvidia (256-thread GEMV workgroups reduced with subgroup
+ * adds, split attention) for a hardware device with compute subgroups and at least 256 invocations per
+ * workgroup; mali (small workgroups, shared-memory reductions) otherwise. */
 const char *dg_kplan_auto_profile(const struct dg_kp_caps *caps);
 /* Merges a kernelPlan JSON object (as text). `src` labels the choices ("config FILE", "cli"). */
 dg_status dg_kplan_apply_json(struct dg_kplan *plan, const char *json, const char *src);

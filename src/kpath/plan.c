@@ -26,6 +26,7 @@ void dg_kplan_init(struct dg_kplan *plan)
     memset(plan, 0, sizeof *plan);
     dg_kp_choice_set(&plan->q4k_strategy, "auto", "default");
     dg_kp_choice_set(&plan->strict, "false", "default");
+    dg_kp_choice_set(&plan->tuner, "true", "default");
     plan->fused_allowed = true;
 }
 
@@ -149,7 +150,9 @@ const char *dg_kplan_auto_profile(const struct dg_kp_caps *caps)
         return "fast";
     if (caps->is_software)
         return "llvmpipe";
-    if (caps->subgroup)
+    /* the nvidia profile's knob preferences are 256-invocation workgroups: a device with subgroups but a
+     * smaller limit (GLES 3.1 only promises 128) would fail to compile them */
+    if (caps->subgroup && caps->max_invocations >= 256)
         return "nvidia";
     return "mali";
 }
@@ -224,10 +227,11 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
                     return dg_fail(DG_E_FORMAT, "%s: kvDtype: \"%s\" (expected f16 or f32)", src, v);
                 dg_kp_choice_set(&plan->kv_dtype, v, src);
             }
-        } else if (strcmp(k, "strict") == 0) {
+        } else if (strcmp(k, "strict") == 0 || strcmp(k, "tuner") == 0) {
             if (!cJSON_IsBool(it))
-                return dg_fail(DG_E_FORMAT, "%s: strict: expected true or false", src);
-            dg_kp_choice_set(&plan->strict, cJSON_IsTrue(it) ? "true" : "false", src);
+                return dg_fail(DG_E_FORMAT, "%s: %s: expected true or false", src, k);
+            dg_kp_choice_set(strcmp(k, "strict") == 0 ? &plan->strict : &plan->tuner, cJSON_IsTrue(it) ? "true" : "false",
+                             src);
         } else if (strcmp(k, "variants") == 0) {
             if (!cJSON_IsObject(it))
                 return dg_fail(DG_E_FORMAT, "%s: variants: expected an object (attention, matmul, or an op name)", src);
@@ -257,8 +261,8 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
             snprintf(plan->layer_pipeline_src, sizeof plan->layer_pipeline_src, "%s", src);
         } else {
             return dg_fail(DG_E_FORMAT,
-                           "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, kvDtype, "
-                           "variants, layerPipeline)",
+                           "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, tuner, "
+                           "kvDtype, variants, layerPipeline)",
                            src, k);
         }
     }
@@ -432,6 +436,45 @@ static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_r
     return DG_OK;
 }
 
+/* A step's entry counts as explicit when a config file or the command line chose it. */
+static bool explicit_src(const char *src) { return strncmp(src, "config", 6) == 0 || strncmp(src, "cli", 3) == 0; }
+
+/* Decode steps: the tuner's cached winner for (kernel, role) replaces the entry and knobs a profile or the
+ * path chose, unless the entry is explicit or the path step sets a tuned knob itself (both win). */
+static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry *reg, const struct dg_kp_caps *caps,
+                        struct dg_kp_step *s)
+{
+    if (strcmp(plan->tuner.value, "false") == 0 || explicit_src(s->entry_src))
+        return;
+    for (int i = 0; i < plan->n_tuned; i++) {
+        const struct dg_kp_tuned *t = &plan->tuned[i];
+        if (strcmp(t->kernel, s->kernel) || strcmp(t->role, s->role))
+            continue;
+        const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, s->kernel);
+        const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, t->entry) : NULL;
+        if (!e || s->n_consts + t->n_knobs > DG_KP_MAX_CONSTS)
+            return;
+        for (int r = 0; caps && r < e->n_requires; r++)
+            if (strcmp(e->requires[r], "subgroup") == 0 && !caps->subgroup)
+                return;
+        for (int j = 0; j < t->n_knobs; j++) {
+            const struct dg_kp_knob *kn = dg_kp_knob_find(k, t->knobs[j].name);
+            if (!kn || kn->is_auto)
+                return;
+            for (int c = 0; c < s->n_consts; c++)
+                if (strcmp(s->consts[c].name, t->knobs[j].name) == 0)
+                    return;
+        }
+        snprintf(s->entry, sizeof s->entry, "%s", t->entry);
+        snprintf(s->entry_src, sizeof s->entry_src, "tuner");
+        for (int j = 0; j < t->n_knobs; j++) {
+            s->tuned_consts |= 1u << s->n_consts;
+            s->consts[s->n_consts++] = t->knobs[j];
+        }
+        return;
+    }
+}
+
 static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                  const struct dg_kp_caps *caps, const struct dg_kpath *p, enum dg_kp_section_id sid,
                                  bool prefill, bool per_layer, struct dg_kp_section *out)
@@ -470,6 +513,8 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
         dg_status st = resolve_entry(plan, reg, caps, p->file, where, prefill, &s);
         if (st)
             return st;
+        if (!prefill)
+            apply_tuned(plan, reg, caps, &s);
         apply_knob_prefs(plan, reg, &s);
         if (strcmp(s.kernel, "attention") == 0 && strcmp(s.entry, "split") == 0 && !was_split && s.n_output == 1) {
             /* expand: attention writes partials, attn_combine writes the step's original output */
@@ -544,7 +589,7 @@ static void print_steps(FILE *out, const char *title, const struct dg_kp_section
         for (int f = 0; k && f < k->n_file_defines; f++)
             fprintf(out, " %s=%s", k->file_defines[f].name, k->file_defines[f].value);
         for (int c = 0; c < s->n_consts; c++)
-            fprintf(out, " %s=%s", s->consts[c].name, s->consts[c].value);
+            fprintf(out, " %s=%s%s", s->consts[c].name, s->consts[c].value, (s->tuned_consts >> c) & 1u ? "(tuner)" : "");
         for (int kn = 0; k && kn < k->n_knobs; kn++) {
             bool set = false;
             for (int c = 0; c < s->n_consts; c++)
@@ -581,6 +626,10 @@ void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpat
     print_choice(out, "q4kStrategy", &plan->q4k_strategy, "auto");
     print_choice(out, "strict", &plan->strict, "false");
     print_choice(out, "kvDtype", &plan->kv_dtype, p ? p->kv_dtype : "f16");
+    print_choice(out, "tuner", &plan->tuner, "true");
+    if (strcmp(plan->tuner.value, "false") != 0)
+        fprintf(out, "  %-22s %d decode step winner%s%s%s\n", "tuner results", plan->n_tuned, plan->n_tuned == 1 ? "" : "s",
+                plan->tuned_file[0] ? " from " : " (none cached for this device and model)", plan->tuned_file);
     for (int i = 0; i < plan->n_variants; i++) {
         const struct dg_kp_opvariants *ov = &plan->variants[i];
         char name[96];

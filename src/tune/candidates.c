@@ -1,0 +1,123 @@
+/* candidates.c: which knob sets the tuner tries per kernel on a device. On a GPU: the GEMV's rows per
+ * workgroup and threads per row (main) and one invocation per row (row), norm workgroup sizes, attention
+ * one workgroup per head (main) or flash-decoding splits (split). On a software rasterizer the set is kept
+ * small (every candidate is a program build, slow there). Workgroup sizes never exceed the device's limit,
+ * and every value is a power of two, which the kernels' reductions require. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tune/tune.h"
+
+static const char *const tunable[] = {"matmul", "ffn_gate_up", "rmsnorm", "add_rmsnorm", "attention", NULL};
+
+bool dg_tune_kernel_tunable(const char *kernel)
+{
+    for (int i = 0; tunable[i]; i++)
+        if (!strcmp(tunable[i], kernel))
+            return true;
+    return false;
+}
+
+static bool same(const struct dg_tune_knobset *a, const struct dg_tune_knobset *b)
+{
+    if (strcmp(a->entry, b->entry))
+        return false;
+    /* knobs a set does not name are at the registry default: compare the named ones both ways */
+    for (int pass = 0; pass < 2; pass++) {
+        const struct dg_tune_knobset *x = pass ? b : a, *y = pass ? a : b;
+        for (int i = 0; i < x->n_knobs; i++) {
+            bool found = false;
+            for (int j = 0; j < y->n_knobs && !found; j++)
+                if (!strcmp(x->knobs[i].name, y->knobs[j].name)) {
+                    if (strcmp(x->knobs[i].value, y->knobs[j].value))
+                        return false;
+                    found = true;
+                }
+            if (!found)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Adds (entry, name1=v1, name2=v2) unless it repeats an earlier candidate or exceeds the device. */
+static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
+                int v2)
+{
+    if (t->n_cand >= DG_TUNE_MAX_CAND || wg > caps->max_invocations || wg > caps->max_wg_size[0])
+        return;
+    struct dg_tune_knobset ks = {0};
+    snprintf(ks.entry, sizeof ks.entry, "%s", entry);
+    const struct dg_tune_knobset *base = &t->cand[0].ks;
+    /* start from the baseline's knobs so each candidate names the same set */
+    for (int i = 0; i < base->n_knobs; i++)
+        ks.knobs[ks.n_knobs++] = base->knobs[i];
+    struct {
+        const char *name;
+        int v;
+    } set[2] = {{"WG_SIZE", wg}, {n2, v2}};
+    for (int s = 0; s < 2; s++) {
+        if (!set[s].name)
+            continue;
+        int j = 0;
+        while (j < ks.n_knobs && strcmp(ks.knobs[j].name, set[s].name))
+            j++;
+        if (j == ks.n_knobs) {
+            if (ks.n_knobs == DG_TUNE_MAX_KNOBS)
+                return;
+            snprintf(ks.knobs[j].name, sizeof ks.knobs[j].name, "%s", set[s].name);
+            ks.n_knobs++;
+        }
+        snprintf(ks.knobs[j].value, sizeof ks.knobs[j].value, "%d", set[s].v);
+    }
+    for (int i = 0; i < t->n_cand; i++)
+        if (same(&t->cand[i].ks, &ks))
+            return;
+    struct dg_tune_candidate *c = &t->cand[t->n_cand++];
+    memset(c, 0, sizeof *c);
+    c->ks = ks;
+}
+
+void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps *caps, struct dg_tune_target *out)
+{
+    if (out != t)
+        *out = *t;
+    out->n_cand = 1;
+    bool sw = caps->is_software;
+    const char *k = t->kernel;
+    if (!strcmp(k, "matmul") || !strcmp(k, "ffn_gate_up")) {
+        if (sw) {
+            /* measured on llvmpipe: one invocation per row is fastest; check its neighbours and main */
+            add(out, caps, "row", 32, NULL, 0);
+            add(out, caps, "row", 64, NULL, 0);
+            add(out, caps, "row", 128, NULL, 0);
+            add(out, caps, "main", 64, "ROWS_PER_WG", 4);
+        } else {
+            static const int mains[][2] = {{64, 2}, {64, 4}, {128, 4}, {128, 8}, {256, 4}, {256, 8}, {256, 16},
+                                           {512, 8}, {512, 16}};
+            for (size_t i = 0; i < sizeof mains / sizeof mains[0]; i++)
+                add(out, caps, "main", mains[i][0], "ROWS_PER_WG", mains[i][1]);
+            add(out, caps, "row", 64, NULL, 0);
+            add(out, caps, "row", 128, NULL, 0);
+        }
+    } else if (!strcmp(k, "rmsnorm") || !strcmp(k, "add_rmsnorm")) {
+        static const int gpu[] = {64, 128, 256, 512, 1024}, soft[] = {32, 128};
+        const int *v = sw ? soft : gpu;
+        int n = sw ? 2 : 5;
+        for (int i = 0; i < n; i++)
+            add(out, caps, "main", v[i], NULL, 0);
+    } else if (!strcmp(k, "attention")) {
+        if (sw) {
+            add(out, caps, "main", 32, NULL, 0);
+            add(out, caps, "main", 128, NULL, 0);
+        } else {
+            add(out, caps, "main", 64, NULL, 0);
+            add(out, caps, "main", 128, NULL, 0);
+            static const int splits[] = {4, 8, 16, 32};
+            for (int i = 0; i < 4; i++) {
+                add(out, caps, "split", 64, "NSPLIT", splits[i]);
+                add(out, caps, "split", 128, "NSPLIT", splits[i]);
+            }
+        }
+    }
+}
