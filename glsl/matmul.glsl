@@ -187,84 +187,263 @@ void main()
 }
 
 #else
-#define TPR (WG_SIZE / ROWS_PER_WG)
-#if (TPR * ROWS_PER_WG) != WG_SIZE || (TPR & (TPR - 1)) != 0
-#error WG_SIZE / ROWS_PER_WG must be a power of two
+// Decode GEMV. A workgroup owns ROWS_PER_WG rows, split into RG = ROWS_PER_WG / RPT row groups of TPR
+// threads; each thread walks the row's 32-weight segments l, l + TPR, ... and applies each x segment it
+// loaded to its RPT rows, so x is read from cache once per RPT rows (at 4.5 bits a weight, reading x
+// as f32 for every row costs 7x the weight bytes in L1 traffic and was what bounded the old kernel).
+// Q4_K, Q6_K and Q8_0 decode a segment with whole-word loads and fold the block minimum / offset into
+// one product with the sum of the segment's x (sum (d*q - m) x = d sum q x - m sum x).
+#ifndef RPT
+#define RPT 1
 #endif
-shared float red[WG_SIZE];
-#if GLU
-shared float redu[WG_SIZE];
+#define RG (ROWS_PER_WG / RPT)
+#define TPR (WG_SIZE / RG)
+#if (RG * RPT) != ROWS_PER_WG || (TPR * RG) != WG_SIZE || (TPR & (TPR - 1)) != 0
+#error ROWS_PER_WG must be a multiple of RPT and WG_SIZE / (ROWS_PER_WG / RPT) a power of two
 #endif
 
-void main()
-{
-    uint lid = gl_LocalInvocationID.x;
-    uint r = lid / uint(TPR), l = lid % uint(TPR);
-    uint lr = gl_WorkGroupID.x * uint(ROWS_PER_WG) + r;
-    uint t = gl_WorkGroupID.y;
-    float acc = 0.0, accu = 0.0;
-    if (lr < u_nrows) {
-        uint rb = lr * uint(WROWBYTES);
-        uint xb = t * (uint(K) / 4u);
-        for (uint c = l; c < NCH; c += uint(TPR)) {
-            float w[WCH];
-            wchunk(0u, rb, c, w);
-            acc += dotw(w, xb + c * (uint(WCH) / 4u));
-#if GLU
-            wchunk(1u, rb, c, w);
-            accu += dotw(w, xb + c * (uint(WCH) / 4u));
+// The weights as 32-bit words too (the same binding): Q6_K and Q8_0 blocks are 2-byte aligned.
+layout(std430, binding = 1) readonly buffer Wb1 { uint W1[]; };
+#ifdef WSEL2
+layout(std430, binding = 4) readonly buffer Ub1 { uint U1[]; };
+uint wu(uint sel, uint i) { return sel == 0u ? W1[i] : U1[i]; }
+#else
+uint wu(uint sel, uint i) { return W1[i]; }
 #endif
-        }
+// the word at byte offset 4*wi + sh/8 (sh 0 or 16), from two aligned loads, without a branch
+uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u - sh)); }
+
+#if WTYPE == DT_Q4_K || WTYPE == DT_Q6_K || WTYPE == DT_Q8_0
+#define SEGW 32u
+#else
+#define SEGW uint(WCH)
+#endif
+#define NSEG (uint(K) / SEGW)
+#define XV (SEGW / 4u)
+
+// x of segment s (token base xb, in vec4s), in the order the segment's weights are decoded
+void load_x(uint xb, uint s, out vec4 xs[XV])
+{
+#if WTYPE == DT_Q4_K
+    // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
+    uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
+    for (uint i = 0u; i < 4u; i++) {
+        xs[i] = X4[b + i];
+        xs[4u + i] = X4[b + 8u + i];
     }
+#elif WTYPE == DT_Q6_K
+    // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
+    uint t = s & 7u;
+    uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
+    for (uint q = 0u; q < 4u; q++) {
+        xs[2u * q] = X4[b + 8u * q];
+        xs[2u * q + 1u] = X4[b + 8u * q + 1u];
+    }
+#else
+    for (uint i = 0u; i < XV; i++)
+        xs[i] = X4[xb + s * XV + i];
+#endif
+}
+
+#if WTYPE == DT_Q4_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
+    vec2 dm = unpackHalf2x16(h.x);
+    // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
+    uint b0 = 16u * (j & 1u);
+    uint sc0, sc1, m0, m1;
+    if (j < 2u) {
+        sc0 = (h.y >> b0) & 63u; sc1 = (h.y >> (b0 + 8u)) & 63u;
+        m0 = (h.z >> b0) & 63u; m1 = (h.z >> (b0 + 8u)) & 63u;
+    } else {
+        uint e0 = (h.w >> b0) & 0xffu, e1 = (h.w >> (b0 + 8u)) & 0xffu;
+        sc0 = (e0 & 15u) | (((h.y >> (b0 + 6u)) & 3u) << 4); sc1 = (e1 & 15u) | (((h.y >> (b0 + 14u)) & 3u) << 4);
+        m0 = (e0 >> 4) | (((h.z >> (b0 + 6u)) & 3u) << 4); m1 = (e1 >> 4) | (((h.z >> (b0 + 14u)) & 3u) << 4);
+    }
+    float sl = 0.0, sh = 0.0;
+    for (uint k = 0u; k < 4u; k++) {
+        uvec4 w = uvec4(q[k]) >> uvec4(0u, 8u, 16u, 24u);
+        sl += dot(vec4(w & 15u), xs[k]);
+        sh += dot(vec4((w >> 4) & 15u), xs[4u + k]);
+    }
+    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+}
+#elif WTYPE == DT_Q6_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint b = rb + (s >> 3) * 210u, t = s & 7u, hh = t >> 2, g = t & 3u;
+    uint sh = (b & 3u) * 8u, bw = b >> 2; // the block's word and byte shift (blocks are 2-byte aligned)
+    uint la = bw + hh * 16u + g * 2u, lb = la + 8u, qh = bw + 32u + hh * 8u + g * 2u, sw = bw + 48u + hh * 2u;
+    uint a0 = wu(sel, la), a1 = wu(sel, la + 1u), a2 = wu(sel, la + 2u);
+    uint c0 = wu(sel, lb), c1 = wu(sel, lb + 1u), c2 = wu(sel, lb + 2u);
+    uint h0 = wu(sel, qh), h1 = wu(sel, qh + 1u), h2 = wu(sel, qh + 2u);
+    uint s0 = wu(sel, sw), s1 = wu(sel, sw + 1u), s2 = wu(sel, sw + 2u);
+    uint dw = wu(sel, bw + 52u), dw2 = wu(sel, bw + 53u);
+    float d = unpackHalf2x16(funnel(dw, dw2, sh)).x;
+    uvec2 A = uvec2(funnel(a0, a1, sh), funnel(a1, a2, sh)), C = uvec2(funnel(c0, c1, sh), funnel(c1, c2, sh));
+    uvec2 H = uvec2(funnel(h0, h1, sh), funnel(h1, h2, sh));
+    uint S0 = funnel(s0, s1, sh), S1 = funnel(s1, s2, sh);
+    uint is = (g >> 1) * 8u; // scale byte is (0 or 1) of each group of two
+    vec4 sc = vec4(float(int(S0 << (24u - is)) >> 24), float(int(S0 << (8u - is)) >> 24),
+                   float(int(S1 << (24u - is)) >> 24), float(int(S1 << (8u - is)) >> 24));
+    vec4 acc = vec4(0.0);
+    for (uint k = 0u; k < 2u; k++) {
+        uvec4 a = uvec4(A[k]) >> uvec4(0u, 8u, 16u, 24u), c = uvec4(C[k]) >> uvec4(0u, 8u, 16u, 24u);
+        uvec4 hq = uvec4(H[k]) >> uvec4(0u, 8u, 16u, 24u);
+        acc.x += dot(vec4((a & 15u) | ((hq & 3u) << 4)), xs[k]);
+        acc.y += dot(vec4((c & 15u) | (((hq >> 2) & 3u) << 4)), xs[2u + k]);
+        acc.z += dot(vec4(((a >> 4) & 15u) | (((hq >> 4) & 3u) << 4)), xs[4u + k]);
+        acc.w += dot(vec4(((c >> 4) & 15u) | (((hq >> 6) & 3u) << 4)), xs[6u + k]);
+    }
+    return d * dot(sc, acc - 32.0 * xsum);
+}
+#elif WTYPE == DT_Q8_0
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint b = rb + s * 34u;
+    uint sh = ((b + 2u) & 3u) * 8u, qw = (b + 2u) >> 2;
+    float d = whalf(sel, b);
+    uint prev = wu(sel, qw);
+    float acc = 0.0;
+    for (uint k = 0u; k < 8u; k++) {
+        uint nx = wu(sel, qw + k + 1u);
+        uint w = funnel(prev, nx, sh);
+        prev = nx;
+        acc += dot(vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24), xs[k]);
+    }
+    return d * acc;
+}
+#else
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    float w[WCH];
+    wchunk(sel, rb, s, w);
+    float acc = 0.0;
+    for (uint j = 0u; j < XV; j++)
+        acc += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xs[j]);
+    return acc;
+}
+#endif
+
+// the sums of x a segment's offsets multiply: Q4_K its two sub-block halves, Q6_K its four runs
+vec4 seg_xsum(vec4 xs[XV])
+{
+#if WTYPE == DT_Q4_K
+    return vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
+#elif WTYPE == DT_Q6_K
+    return vec4(dot(xs[0] + xs[1], vec4(1.0)), dot(xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5], vec4(1.0)),
+                dot(xs[6] + xs[7], vec4(1.0)));
+#else
+    return vec4(0.0);
+#endif
+}
+
 #ifdef HAS_SUBGROUP
 #if (TPR % SUBGROUP_SIZE) == 0
 #define USE_SUBGROUP_REDUCE 1
 #endif
 #endif
 #ifdef USE_SUBGROUP_REDUCE
-    acc = subgroupAdd(acc);
-#if GLU
-    accu = subgroupAdd(accu);
+#define NPART (WG_SIZE / SUBGROUP_SIZE)
+#else
+#define NPART WG_SIZE
 #endif
+#if GLU
+#define NACC 2
+#else
+#define NACC 1
+#endif
+shared float red[NACC * RPT * NPART];
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x;
+    uint g = lid / uint(TPR), l = lid % uint(TPR);
+    uint lr0 = gl_WorkGroupID.x * uint(ROWS_PER_WG) + g * uint(RPT);
+    uint t = gl_WorkGroupID.y;
+    float acc[RPT], accu[RPT];
+    for (int r = 0; r < RPT; r++) {
+        acc[r] = 0.0;
+        accu[r] = 0.0;
+    }
+    uint xb = t * (uint(K) / 4u);
+    for (uint s = l; s < NSEG; s += uint(TPR)) {
+        vec4 xs[XV];
+        load_x(xb, s, xs);
+        vec4 xsum = seg_xsum(xs);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
+            uint rb = lr * uint(WROWBYTES);
+            acc[r] += segdot(0u, rb, s, xs, xsum);
+#if GLU
+            accu[r] += segdot(1u, rb, s, xs, xsum);
+#endif
+        }
+    }
+#ifdef USE_SUBGROUP_REDUCE
+    for (int r = 0; r < RPT; r++) {
+        acc[r] = subgroupAdd(acc[r]);
+#if GLU
+        accu[r] = subgroupAdd(accu[r]);
+#endif
+    }
 #if TPR > SUBGROUP_SIZE
+    // one partial per subgroup; a row group's subgroups are consecutive
+    uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
     if (subgroupElect()) {
-        red[lid / uint(SUBGROUP_SIZE)] = acc;
+        for (uint r = 0u; r < uint(RPT); r++) {
+            red[r * uint(NPART) + sg] = acc[r];
 #if GLU
-        redu[lid / uint(SUBGROUP_SIZE)] = accu;
+            red[(uint(RPT) + r) * uint(NPART) + sg] = accu[r];
 #endif
+        }
     }
     WG_BARRIER();
     if (l == 0u) {
-        uint s0 = lid / uint(SUBGROUP_SIZE);
-        for (uint i = 1u; i < uint(TPR / SUBGROUP_SIZE); i++) {
-            acc += red[s0 + i];
+        for (uint r = 0u; r < uint(RPT); r++) {
+            float a = 0.0, au = 0.0;
+            for (uint i = 0u; i < per; i++) {
+                a += red[r * uint(NPART) + sg + i];
 #if GLU
-            accu += redu[s0 + i];
+                au += red[(uint(RPT) + r) * uint(NPART) + sg + i];
 #endif
+            }
+            acc[r] = a;
+            accu[r] = au;
         }
     }
 #endif
 #else
-    red[lid] = acc;
+    for (uint r = 0u; r < uint(RPT); r++) {
+        red[r * uint(NPART) + lid] = acc[r];
 #if GLU
-    redu[lid] = accu;
+        red[(uint(RPT) + r) * uint(NPART) + lid] = accu[r];
 #endif
+    }
     WG_BARRIER();
-    for (uint s = uint(TPR) / 2u; s > 0u; s >>= 1) {
-        if (l < s) {
-            red[lid] += red[lid + s];
+    for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
+        if (l < st) {
+            for (uint r = 0u; r < uint(RPT); r++) {
+                red[r * uint(NPART) + lid] += red[r * uint(NPART) + lid + st];
 #if GLU
-            redu[lid] += redu[lid + s];
+                red[(uint(RPT) + r) * uint(NPART) + lid] += red[(uint(RPT) + r) * uint(NPART) + lid + st];
 #endif
+            }
         }
         WG_BARRIER();
     }
-    acc = red[lid];
+    for (uint r = 0u; r < uint(RPT); r++) {
+        acc[r] = red[r * uint(NPART) + lid];
 #if GLU
-    accu = redu[lid];
+        accu[r] = red[(uint(RPT) + r) * uint(NPART) + lid];
 #endif
+    }
 #endif
-    if (l == 0u && lr < u_nrows)
-        store(u_row0 + lr, t, acc, accu);
+    if (l == 0u)
+        for (uint r = 0u; r < uint(RPT); r++)
+            if (lr0 + r < u_nrows)
+                store(u_row0 + lr0 + r, t, acc[r], accu[r]);
 }
 #endif

@@ -21,7 +21,21 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT). The first is the registry default; the
+ * others put several rows on each thread (RPT) with fewer and with more threads per row than K has
+ * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered. */
+static const char *const shapes[][3] = {{"64", "4", "1"}, {"64", "4", "2"}, {"32", "8", "4"}, {"128", "4", "4"}};
+
+static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape);
+
 static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu)
+{
+    int nshape = entry_def ? 1 : (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < nshape; i++)
+        one_shape(gl, dt, entry_def, N, glu, i);
+}
+
+static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape)
 {
     enum { K = 512, T = 3 };
     float *w = malloc((size_t)N * K * 4), *u = malloc((size_t)N * K * 4), *wd = malloc((size_t)N * K * 4),
@@ -49,16 +63,22 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
     snprintf(ns, sizeof ns, "%d", N + (int)row0);
     snprintf(wts, sizeof wts, "%d", (int)dt);
     snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
-    struct dg_define d[8] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
-                             {"ACT", "1"}};
+    struct dg_define d[10] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
+                              {"ACT", "1"}};
     int nd = 6;
-    if (entry_def)
+    if (entry_def) {
         d[nd++] = (struct dg_define){entry_def, "1"};
+    } else {
+        d[nd++] = (struct dg_define){"WG_SIZE", shapes[shape][0]};
+        d[nd++] = (struct dg_define){"ROWS_PER_WG", shapes[shape][1]};
+        d[nd++] = (struct dg_define){"RPT", shapes[shape][2]};
+    }
+    unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
     struct kt_buf b[] = {{0, x, sizeof x, NULL}, {1, wq, rb * (size_t)N, NULL}, {3, yb, sizeof(float) * T * (N + row0), y},
                          {4, uq, rb * (size_t)N, NULL}};
     uint32_t ubo[4] = {0, T, 0, 0};
-    unsigned gx = !entry_def ? (unsigned)(N + 3) / 4 : 1, gy = entry_def && !strcmp(entry_def, "MATMUL_TILED") ? 1 : T;
+    unsigned gx = !entry_def ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && !strcmp(entry_def, "MATMUL_TILED") ? 1 : T;
     if (!kt_run(gl, "matmul.glsl", d, nd, b, glu ? 4 : 3, ubo, gx, gy, 1, row0, (uint32_t)N))
         goto out;
     for (int t = 0; t < T; t++)
@@ -80,8 +100,9 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
             int o = t * (N + (int)row0) + (int)row0 + n;
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
-    CHECK_MSG(worst / mx < 1e-4, "%s %s N=%d glu=%d: worst %g (max %g)", dg_dtype_info(dt)->name,
-              entry_def ? entry_def : "main", N, glu, worst, mx);
+    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s) N=%d glu=%d: worst %g (max %g)",
+              dg_dtype_info(dt)->name, entry_def ? entry_def : "main", entry_def ? "-" : shapes[shape][0],
+              entry_def ? "-" : shapes[shape][1], entry_def ? "-" : shapes[shape][2], N, glu, worst, mx);
 out:
     free(w);
     free(u);
