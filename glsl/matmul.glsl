@@ -262,19 +262,12 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
         sc0 = (e0 & 15u) | (((h.y >> (b0 + 6u)) & 3u) << 4); sc1 = (e1 & 15u) | (((h.y >> (b0 + 14u)) & 3u) << 4);
         m0 = (e0 >> 4) | (((h.z >> (b0 + 6u)) & 3u) << 4); m1 = (e1 >> 4) | (((h.z >> (b0 + 14u)) & 3u) << 4);
     }
-    // Each nibble q becomes the float 1 + q/16 by moving it into the top mantissa bits under the
-    // exponent of 1.0 (shift, and, or: integer-to-float conversions are quarter rate on NVIDIA and this
-    // loop is ALU-bound there), and sum q x = 16 (sum (1 + q/16) x - sum x).
     float sl = 0.0, sh = 0.0;
     for (uint k = 0u; k < 4u; k++) {
-        uint w = q[k];
-        uvec4 lo = (uvec4(w << 19, w << 11, w << 3, w >> 5) & 0x00780000u) | 0x3f800000u;
-        uvec4 hi = (uvec4(w << 15, w << 7, w >> 1, w >> 9) & 0x00780000u) | 0x3f800000u;
-        sl += dot(uintBitsToFloat(lo), xs[k]);
-        sh += dot(uintBitsToFloat(hi), xs[4u + k]);
+        uvec4 w = uvec4(q[k]) >> uvec4(0u, 8u, 16u, 24u);
+        sl += dot(vec4(w & 15u), xs[k]);
+        sh += dot(vec4((w >> 4) & 15u), xs[4u + k]);
     }
-    sl = 16.0 * (sl - xsum.x);
-    sh = 16.0 * (sh - xsum.y);
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
 }
 #elif WTYPE == DT_Q6_K
