@@ -4,10 +4,16 @@
 // Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
 // Entries: main (default: ROWS_PER_WG rows a workgroup, WG_SIZE / ROWS_PER_WG threads a row, subgroup
 // or shared-memory reduction), GEMV_ROW (one invocation per row: fastest where barriers are costly, as on
-// llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared).
+// llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared),
+// MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
+// shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
 // the SSBO size limit); output row = u_row0 + local row.
-// Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU).
+// HAS_NORM_IN: the RMS norm that produces x is fused in: each workgroup reduces x's sum of squares itself
+// and reads x as x / rms(x) * w (GEMMA: * (1 + w)), so a decode layer has no separate norm dispatches
+// (each was a dependent dispatch of ~5 us on the H200 for 8 KB of work).
+// Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
+// 5 norm weights (HAS_NORM_IN).
 
 #ifndef N
 #define N 64 // output rows (full tensor)
@@ -36,6 +42,15 @@
 #ifndef ROWS_PER_WG
 #define ROWS_PER_WG 4
 #endif
+#ifndef HAS_NORM_IN
+#define HAS_NORM_IN 0
+#endif
+#ifndef EPS
+#define EPS 1e-6
+#endif
+#ifndef GEMMA
+#define GEMMA 0
+#endif
 #ifndef TM
 #define TM 8 // tokens per invocation (tiled)
 #endif
@@ -63,6 +78,37 @@ layout(location = 0) uniform uint u_row0;
 layout(location = 1) uniform uint u_nrows;
 
 #define NCH (uint(K) / uint(WCH))
+
+// x as the kernel reads it: with HAS_NORM_IN, normalized by g_inv (the token's inverse RMS, set by main)
+// and scaled by the norm weight. g_xb is the vec4 index where the token's row of x starts.
+float g_inv = 1.0;
+uint g_xb = 0u;
+#if HAS_NORM_IN
+layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };
+#include "reduce.inc.glsl"
+// inverse RMS of token t's row of x; every invocation must call it (it reduces over the workgroup)
+float x_inv_rms(uint t)
+{
+    uint xb = t * (uint(K) / 4u);
+    float s = 0.0;
+    for (uint i = gl_LocalInvocationID.x; i < uint(K) / 4u; i += uint(WG_SIZE)) {
+        vec4 v = X4[xb + i];
+        s += dot(v, v);
+    }
+    return inversesqrt(wg_sum(s) / float(K) + float(EPS));
+}
+vec4 norm_w(uint k4)
+{
+#if GEMMA
+    return NW4[k4] + 1.0;
+#else
+    return NW4[k4];
+#endif
+}
+vec4 xin(uint i) { return X4[i] * (g_inv * norm_w(i - g_xb)); }
+#else
+vec4 xin(uint i) { return X4[i]; }
+#endif
 
 float act(float g)
 {
@@ -98,7 +144,7 @@ float dotw(float w[WCH], uint xv) // xv: vec4 index of the chunk's x
 {
     float s = 0.0;
     for (uint j = 0u; j < uint(WCH) / 4u; j++)
-        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), X4[xv + j]);
+        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xin(xv + j));
     return s;
 }
 
@@ -129,12 +175,22 @@ void main()
 #endif
     }
     uint rb = lr * uint(WROWBYTES);
+#if HAS_NORM_IN
+    float tinv[TM];
+    for (uint tt = 0u; tt < uint(TM); tt++)
+        tinv[tt] = x_inv_rms(min(t0 + tt, u_ntok - 1u));
+#endif
     for (uint k0 = 0u; k0 < uint(K); k0 += uint(KS)) {
         uint kn = min(uint(KS), uint(K) - k0);
         for (uint i = gl_LocalInvocationID.x; i < uint(TM) * (uint(KS) / 4u); i += uint(WG_SIZE)) {
             uint tt = i / (uint(KS) / 4u), kk = i % (uint(KS) / 4u);
             uint t = t0 + tt;
-            xs[i] = (t < u_ntok && kk * 4u < kn) ? X4[(t * uint(K) + k0) / 4u + kk] : vec4(0.0);
+            vec4 v = (t < u_ntok && kk * 4u < kn) ? X4[(t * uint(K) + k0) / 4u + kk] : vec4(0.0);
+#if HAS_NORM_IN
+            if (kk * 4u < kn)
+                v *= tinv[tt] * norm_w(k0 / 4u + kk);
+#endif
+            xs[i] = v;
         }
         WG_BARRIER();
         if (live) {
@@ -165,14 +221,128 @@ void main()
         }
 }
 
+#elif defined(MATMUL_TILED_RB)
+// Prefill, register-blocked: a workgroup computes a TB x TB tile (TB rows of W by TB tokens), each
+// invocation a 4 x 4 block of it. K is walked in slabs of 32: the slab of TB weight rows is decoded once
+// into shared memory (f32), the slab of x for TB tokens is staged beside it, and every invocation
+// accumulates 16 products per pair of vec4 shared loads. Each weight is decoded once per TB tokens (the
+// tiled entry: once per TM) and shared-memory traffic per product drops 8-fold.
+#ifndef TB
+#define TB 32
+#endif
+#define TT (TB / 4)
+#if (TT * TT) != WG_SIZE || (TB % 4) != 0
+#error tiled_rb needs WG_SIZE == (TB / 4)^2
+#endif
+#define BK 32u
+#define CPS (BK / uint(WCH)) // weight chunks per row in a slab
+shared vec4 ws4[BK * uint(TT)]; // [k][row / 4]: rows 4q .. 4q + 3 at slab column k
+#if GLU
+shared vec4 us4[BK * uint(TT)];
+#endif
+shared vec4 xs4[BK * uint(TT)]; // [k][token / 4]
+#if HAS_NORM_IN
+shared float tinv_s[TB];
+shared float tpart[WG_SIZE];
+#endif
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x;
+    uint tx = lid % uint(TT), ty = lid / uint(TT);
+    uint n0 = gl_WorkGroupID.x * uint(TB), t0 = gl_WorkGroupID.y * uint(TB);
+#if HAS_NORM_IN
+    {
+        // each token's inverse RMS: WG_SIZE / TB invocations per token, one shared round
+        uint tpt = uint(WG_SIZE / TB), tt = lid / tpt, part = lid % tpt;
+        uint t = min(t0 + tt, u_ntok - 1u);
+        float ss = 0.0;
+        for (uint k4 = part; k4 < uint(K) / 4u; k4 += tpt) {
+            vec4 v = X4[t * (uint(K) / 4u) + k4];
+            ss += dot(v, v);
+        }
+        tpart[lid] = ss;
+        WG_BARRIER();
+        if (part == 0u) {
+            float a = 0.0;
+            for (uint i = 0u; i < tpt; i++)
+                a += tpart[lid + i];
+            tinv_s[tt] = inversesqrt(a / float(K) + float(EPS));
+        }
+        WG_BARRIER();
+    }
+#endif
+    vec4 acc[4], accu[4]; // acc[i][j]: row n0 + 4 tx + i, token t0 + 4 ty + j
+    for (int i = 0; i < 4; i++) {
+        acc[i] = vec4(0.0);
+        accu[i] = vec4(0.0);
+    }
+    for (uint k0 = 0u; k0 < uint(K); k0 += BK) {
+        // decode the slab's weights: TB rows x CPS chunks
+        for (uint ci = lid; ci < uint(TB) * CPS; ci += uint(WG_SIZE)) {
+            uint r = ci / CPS, cc = ci % CPS;
+            uint c = k0 / uint(WCH) + cc;
+            float w[WCH];
+            bool ok = n0 + r < u_nrows && c < NCH;
+            uint rb = (n0 + r) * uint(WROWBYTES);
+            if (ok)
+                wchunk(0u, rb, c, w);
+            for (uint j = 0u; j < uint(WCH); j++)
+                ws4[(cc * uint(WCH) + j) * uint(TT) + (r >> 2)][r & 3u] = ok ? w[j] : 0.0;
+#if GLU
+            if (ok)
+                wchunk(1u, rb, c, w);
+            for (uint j = 0u; j < uint(WCH); j++)
+                us4[(cc * uint(WCH) + j) * uint(TT) + (r >> 2)][r & 3u] = ok ? w[j] : 0.0;
+#endif
+        }
+        // stage x: TB tokens x 32 columns
+        for (uint i = lid; i < uint(TB) * (BK / 4u); i += uint(WG_SIZE)) {
+            uint tt = i / (BK / 4u), kq = i % (BK / 4u);
+            uint t = t0 + tt, k4 = k0 / 4u + kq;
+            vec4 v = (t < u_ntok && k4 < uint(K) / 4u) ? X4[t * (uint(K) / 4u) + k4] : vec4(0.0);
+#if HAS_NORM_IN
+            if (k4 < uint(K) / 4u)
+                v *= tinv_s[tt] * norm_w(k4);
+#endif
+            for (uint j = 0u; j < 4u; j++)
+                xs4[(4u * kq + j) * uint(TT) + (tt >> 2)][tt & 3u] = v[j];
+        }
+        WG_BARRIER();
+        for (uint k = 0u; k < BK; k++) {
+            vec4 a = ws4[k * uint(TT) + tx], b = xs4[k * uint(TT) + ty];
+            acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+#if GLU
+            vec4 au = us4[k * uint(TT) + tx];
+            accu[0] += au.x * b; accu[1] += au.y * b; accu[2] += au.z * b; accu[3] += au.w * b;
+#endif
+        }
+        WG_BARRIER();
+    }
+    for (uint i = 0u; i < 4u; i++) {
+        uint lr = n0 + 4u * tx + i;
+        if (lr >= u_nrows)
+            continue;
+        for (uint j = 0u; j < 4u; j++) {
+            uint t = t0 + 4u * ty + j;
+            if (t < u_ntok)
+                store(u_row0 + lr, t, acc[i][j], accu[i][j]);
+        }
+    }
+}
+
 #elif defined(GEMV_ROW)
 void main()
 {
     uint lr = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
+    uint xb = t * (uint(K) / 4u);
+    g_xb = xb;
+#if HAS_NORM_IN
+    g_inv = x_inv_rms(t); // before the early return: it has barriers
+#endif
     if (lr >= u_nrows)
         return;
     uint rb = lr * uint(WROWBYTES);
-    uint xb = t * (uint(K) / 4u);
     float acc = 0.0, accu = 0.0;
     for (uint c = 0u; c < NCH; c++) {
         float w[WCH];
@@ -228,20 +398,20 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
     for (uint i = 0u; i < 4u; i++) {
-        xs[i] = X4[b + i];
-        xs[4u + i] = X4[b + 8u + i];
+        xs[i] = xin(b + i);
+        xs[4u + i] = xin(b + 8u + i);
     }
 #elif WTYPE == DT_Q6_K
     // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
     uint t = s & 7u;
     uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
     for (uint q = 0u; q < 4u; q++) {
-        xs[2u * q] = X4[b + 8u * q];
-        xs[2u * q + 1u] = X4[b + 8u * q + 1u];
+        xs[2u * q] = xin(b + 8u * q);
+        xs[2u * q + 1u] = xin(b + 8u * q + 1u);
     }
 #else
     for (uint i = 0u; i < XV; i++)
-        xs[i] = X4[xb + s * XV + i];
+        xs[i] = xin(xb + s * XV + i);
 #endif
 }
 
@@ -355,7 +525,7 @@ vec4 seg_xsum(vec4 xs[XV])
 #else
 #define NACC 1
 #endif
-shared float red[NACC * RPT * NPART];
+shared float mred[NACC * RPT * NPART];
 
 void main()
 {
@@ -369,6 +539,10 @@ void main()
         accu[r] = 0.0;
     }
     uint xb = t * (uint(K) / 4u);
+    g_xb = xb;
+#if HAS_NORM_IN
+    g_inv = x_inv_rms(t);
+#endif
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         vec4 xs[XV];
         load_x(xb, s, xs);
@@ -394,9 +568,9 @@ void main()
     uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
     if (subgroupElect()) {
         for (uint r = 0u; r < uint(RPT); r++) {
-            red[r * uint(NPART) + sg] = acc[r];
+            mred[r * uint(NPART) + sg] = acc[r];
 #if GLU
-            red[(uint(RPT) + r) * uint(NPART) + sg] = accu[r];
+            mred[(uint(RPT) + r) * uint(NPART) + sg] = accu[r];
 #endif
         }
     }
@@ -405,9 +579,9 @@ void main()
         for (uint r = 0u; r < uint(RPT); r++) {
             float a = 0.0, au = 0.0;
             for (uint i = 0u; i < per; i++) {
-                a += red[r * uint(NPART) + sg + i];
+                a += mred[r * uint(NPART) + sg + i];
 #if GLU
-                au += red[(uint(RPT) + r) * uint(NPART) + sg + i];
+                au += mred[(uint(RPT) + r) * uint(NPART) + sg + i];
 #endif
             }
             acc[r] = a;
@@ -417,27 +591,27 @@ void main()
 #endif
 #else
     for (uint r = 0u; r < uint(RPT); r++) {
-        red[r * uint(NPART) + lid] = acc[r];
+        mred[r * uint(NPART) + lid] = acc[r];
 #if GLU
-        red[(uint(RPT) + r) * uint(NPART) + lid] = accu[r];
+        mred[(uint(RPT) + r) * uint(NPART) + lid] = accu[r];
 #endif
     }
     WG_BARRIER();
     for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
         if (l < st) {
             for (uint r = 0u; r < uint(RPT); r++) {
-                red[r * uint(NPART) + lid] += red[r * uint(NPART) + lid + st];
+                mred[r * uint(NPART) + lid] += mred[r * uint(NPART) + lid + st];
 #if GLU
-                red[(uint(RPT) + r) * uint(NPART) + lid] += red[(uint(RPT) + r) * uint(NPART) + lid + st];
+                mred[(uint(RPT) + r) * uint(NPART) + lid] += mred[(uint(RPT) + r) * uint(NPART) + lid + st];
 #endif
             }
         }
         WG_BARRIER();
     }
     for (uint r = 0u; r < uint(RPT); r++) {
-        acc[r] = red[r * uint(NPART) + lid];
+        acc[r] = mred[r * uint(NPART) + lid];
 #if GLU
-        accu[r] = red[(uint(RPT) + r) * uint(NPART) + lid];
+        accu[r] = mred[(uint(RPT) + r) * uint(NPART) + lid];
 #endif
     }
 #endif

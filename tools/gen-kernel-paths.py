@@ -40,9 +40,11 @@ FORMATS = {
 
 L = "layer.{L}."
 
-def mm(w, inp, out, bias=None, role=None, acc=False, **extra):
+def mm(w, inp, out, bias=None, role=None, acc=False, norm_in=None, **extra):
     s = {"op": "matmul", "kernel": "matmul", "weights": {"weight": w} if not bias else {"weight": w, "bias": bias},
          "input": inp, "output": out}
+    if norm_in:
+        s["weights"]["norm_in"] = norm_in
     c = {}
     if acc:
         c["ACCUMULATE"] = 1
@@ -60,12 +62,20 @@ def norm(w, inp, out, op="rmsnorm", acc=False, bias=False):
         s["constants"] = {"ACCUMULATE": 1}
     return s
 
+def fuse_norm(f, fused):
+    """Fused paths of RMSNorm families fold a norm into the matmuls that read it (matmul's norm_in):
+    a decode layer then has no separate pre-attention / pre-FFN norm dispatches."""
+    return fused and not f.get("layernorm", False)
+
 def layer_steps(f, fused):
     ln = f.get("layernorm", False)
-    st = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)]
+    if fuse_norm(f, fused):
+        st, xin, nin = [], "hidden_state", L + "input_layernorm"
+    else:
+        st, xin, nin = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)], "norm_out", None
     for p, slot in (("q", "q"), ("k", "k"), ("v", "v")):
-        st.append(mm(L + f"self_attn.{p}_proj", "norm_out", slot,
-                     bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None))
+        st.append(mm(L + f"self_attn.{p}_proj", xin, slot,
+                     bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None, norm_in=nin))
     if f["qknorm"]:
         st.append(dict(norm(L + "self_attn.q_norm", "q", "q", op="qk_norm"), role="q_norm"))
         st.append(dict(norm(L + "self_attn.k_norm", "k", "k", op="qk_norm"), role="k_norm"))
@@ -91,7 +101,10 @@ def layer_steps(f, fused):
     else:
         st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True,
                      bias=(L + "self_attn.o_proj.bias") if f.get("o_bias") else None))
-        st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
+        if f.get("moe") or not fuse_norm(f, fused):
+            st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
+        else:
+            return st + ffn_steps(f, fused, xin="hidden_state", norm_in=L + "post_attention_layernorm")
     if f.get("moe"):
         return st + moe_steps(f, fused)
     return st + ffn_steps(f, fused)
@@ -120,12 +133,15 @@ def moe_steps(f, fused):
         st += dense
     return st
 
-def ffn_steps(f, fused):
+def ffn_steps(f, fused, xin="norm_out", norm_in=None):
     st = []
     if fused:
-        st.append({"op": "ffn_gate_up", "kernel": "ffn_gate_up",
-                   "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
-                   "input": "norm_out", "output": "ffn_act", "role": "gate_up_proj"})
+        gu = {"op": "ffn_gate_up", "kernel": "ffn_gate_up",
+              "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
+              "input": xin, "output": "ffn_act", "role": "gate_up_proj"}
+        if norm_in:
+            gu["weights"]["norm_in"] = norm_in
+        st.append(gu)
     else:
         st.append(mm(L + "mlp.gate_proj", "norm_out", "gate"))
         st.append(mm(L + "mlp.up_proj", "norm_out", "up"))
@@ -140,8 +156,9 @@ def ffn_steps(f, fused):
 def path(fam, fmt):
     f, w = FAMILIES[fam], FORMATS[fmt]
     pid = f"{fam}-{fmt}"
-    head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head",
-              bias="lm_head.bias" if f.get("lm_head_bias") else None)
+    fn = fuse_norm(f, w["fused"])
+    head = mm("lm_head|embed_tokens", "hidden_state" if fn else "norm_out", "logits", role="lm_head",
+              bias="lm_head.bias" if f.get("lm_head_bias") else None, norm_in="norm" if fn else None)
     head["op"] = "lm_head"
     if f["final_softcap"]:
         head["constants"] = {"SOFTCAP": "$final_softcap"}
@@ -156,7 +173,7 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
-        "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
+        "postLayer": ([] if fn else [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False))]) + [head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }
     if "fallback" in w:

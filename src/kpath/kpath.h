@@ -239,7 +239,7 @@ struct dg_kplan {
     struct dg_kp_knob_pref {
         char kernel[DG_KP_NAME], entry[DG_KP_NAME];
         struct dg_kp_const c;
-    } knob_prefs[16];
+    } knob_prefs[32];
     int n_knob_prefs;
 
     /* Veto hook for the fused-kernel compatibility checker (issue 5): when fused_allowed is false, a

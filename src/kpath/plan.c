@@ -149,6 +149,12 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * over all NSPLIT workgroups (with 128-key blocks a 128-key context ran on one of the 8). */
         add_knob_pref(plan, "attention", "split", "CHUNK", "16");
         add_knob_pref(plan, "attention", "split", "NSPLIT", "16");
+        /* Prefill: register-blocked 64 x 64 tiles (each weight decoded once per 64 tokens). */
+        dg_kp_choice_set(&mm->prefill, "tiled_rb", src);
+        add_knob_pref(plan, "matmul", "tiled_rb", "WG_SIZE", "256");
+        add_knob_pref(plan, "matmul", "tiled_rb", "TB", "64");
+        add_knob_pref(plan, "ffn_gate_up", "tiled_rb", "WG_SIZE", "256");
+        add_knob_pref(plan, "ffn_gate_up", "tiled_rb", "TB", "64");
     } else { /* mali, v3d, adreno: no subgroups, small caches */
         dg_kp_choice_set(&mm->decode, "main", src);
         dg_kp_choice_set(&at->def, "main", src);

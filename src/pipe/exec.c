@@ -348,15 +348,19 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
     } else if (!strcmp(name, "LAYERNORM")) {
         SETI(hp->norm_style == DG_NORM_LAYER);
     } else if (!strcmp(name, "HAS_BIAS") || !strcmp(name, "HAS_NORM_A") || !strcmp(name, "HAS_BIAS2") ||
-               !strcmp(name, "HAS_SINKS")) {
-        const char *role = !strcmp(name, "HAS_BIAS")    ? "bias"
-                           : !strcmp(name, "HAS_BIAS2") ? "up_bias"
-                           : !strcmp(name, "HAS_SINKS") ? "sinks"
-                                                        : "post_norm";
+               !strcmp(name, "HAS_SINKS") || !strcmp(name, "HAS_NORM_IN")) {
+        const char *role = !strcmp(name, "HAS_BIAS")      ? "bias"
+                           : !strcmp(name, "HAS_BIAS2")   ? "up_bias"
+                           : !strcmp(name, "HAS_SINKS")   ? "sinks"
+                           : !strcmp(name, "HAS_NORM_IN") ? "norm_in"
+                                                          : "post_norm";
         bool has = false;
         for (int i = 0; i < c->k->n_bindings; i++)
             if (!strcmp(c->k->bindings[i].role, role))
                 has = c->w[i] != NULL;
+        if (has && !strcmp(role, "norm_in") && hp->norm_style == DG_NORM_LAYER)
+            return dg_fail(DG_E_FORMAT, "%s: a norm_in weight fuses an RMS norm into kernel %s, but this model "
+                           "normalizes with LayerNorm (use a separate rmsnorm step)", c->where, c->k->name);
         SETI(has);
     } else if (!strcmp(name, "SCALE")) {
         double es = hp->embed_scale;
