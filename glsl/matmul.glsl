@@ -9,9 +9,9 @@
 // shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
 // the SSBO size limit); output row = u_row0 + local row.
-// HAS_NORM_IN: the RMS norm that produces x is fused in: each workgroup reduces x's sum of squares itself
-// and reads x as x / rms(x) * w (GEMMA: * (1 + w)), so a decode layer has no separate norm dispatches
-// (each was a dependent dispatch of ~5 us on the H200 for 8 KB of work).
+// HAS_NORM_IN: the RMS norm that produces x is fused in: the kernel reads x as x * w (GEMMA: * (1 + w))
+// and scales by 1 / rms(x), which it reduces itself (decode: alongside the dot products, applied at the
+// end; prefill: per token before the tiles), so a layer has no separate norm dispatches.
 // Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
 // 5 norm weights (HAS_NORM_IN).
 
@@ -79,10 +79,12 @@ layout(location = 1) uniform uint u_nrows;
 
 #define NCH (uint(K) / uint(WCH))
 
-// x as the kernel reads it: with HAS_NORM_IN, normalized by g_inv (the token's inverse RMS, set by main)
-// and scaled by the norm weight. g_xb is the vec4 index where the token's row of x starts.
-float g_inv = 1.0;
+// x as the kernel reads it. With HAS_NORM_IN it is scaled by the norm weight only, and the decode GEMVs
+// (main, row) multiply their dot products by 1 / rms(x) at the end: the norm is linear, so no reduction
+// has to finish before the weight loads start. g_xb is the vec4 index where the token's row of x starts;
+// g_ss accumulates the sum of squares of the x a thread loaded with xin_ss.
 uint g_xb = 0u;
+float g_ss = 0.0;
 #if HAS_NORM_IN
 layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };
 #include "reduce.inc.glsl"
@@ -105,9 +107,16 @@ vec4 norm_w(uint k4)
     return NW4[k4];
 #endif
 }
-vec4 xin(uint i) { return X4[i] * (g_inv * norm_w(i - g_xb)); }
+vec4 xin(uint i) { return X4[i] * norm_w(i - g_xb); }
+vec4 xin_ss(uint i)
+{
+    vec4 v = X4[i];
+    g_ss += dot(v, v);
+    return v * norm_w(i - g_xb);
+}
 #else
 vec4 xin(uint i) { return X4[i]; }
+vec4 xin_ss(uint i) { return X4[i]; }
 #endif
 
 float act(float g)
@@ -337,9 +346,6 @@ void main()
     uint lr = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
-#if HAS_NORM_IN
-    g_inv = x_inv_rms(t); // before the early return: it has barriers
-#endif
     if (lr >= u_nrows)
         return;
     uint rb = lr * uint(WROWBYTES);
@@ -353,6 +359,18 @@ void main()
         accu += dotw(w, xb + c * (uint(WCH) / 4u));
 #endif
     }
+#if HAS_NORM_IN
+    // this invocation read all of x: its own sum of squares, no workgroup reduction (barriers are what
+    // costs most on the software rasterizers this entry is for)
+    float ss = 0.0;
+    for (uint i = 0u; i < uint(K) / 4u; i++) {
+        vec4 v = X4[xb + i];
+        ss += dot(v, v);
+    }
+    float inv = inversesqrt(ss / float(K) + float(EPS));
+    acc *= inv;
+    accu *= inv;
+#endif
     store(u_row0 + lr, t, acc, accu);
 }
 
@@ -398,20 +416,20 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
     for (uint i = 0u; i < 4u; i++) {
-        xs[i] = xin(b + i);
-        xs[4u + i] = xin(b + 8u + i);
+        xs[i] = xin_ss(b + i);
+        xs[4u + i] = xin_ss(b + 8u + i);
     }
 #elif WTYPE == DT_Q6_K
     // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
     uint t = s & 7u;
     uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
     for (uint q = 0u; q < 4u; q++) {
-        xs[2u * q] = xin(b + 8u * q);
-        xs[2u * q + 1u] = xin(b + 8u * q + 1u);
+        xs[2u * q] = xin_ss(b + 8u * q);
+        xs[2u * q + 1u] = xin_ss(b + 8u * q + 1u);
     }
 #else
     for (uint i = 0u; i < XV; i++)
-        xs[i] = xin(xb + s * XV + i);
+        xs[i] = xin_ss(xb + s * XV + i);
 #endif
 }
 
@@ -525,7 +543,10 @@ vec4 seg_xsum(vec4 xs[XV])
 #else
 #define NACC 1
 #endif
-shared float mred[NACC * RPT * NPART];
+// the values each thread reduces: RPT dot products (and RPT up-projection ones with GLU), and with
+// HAS_NORM_IN the sum of squares of the x it read (a row group's threads read all of x between them)
+#define NV (NACC * RPT + HAS_NORM_IN)
+shared float mred[NV * NPART];
 
 void main()
 {
@@ -533,16 +554,11 @@ void main()
     uint g = lid / uint(TPR), l = lid % uint(TPR);
     uint lr0 = gl_WorkGroupID.x * uint(ROWS_PER_WG) + g * uint(RPT);
     uint t = gl_WorkGroupID.y;
-    float acc[RPT], accu[RPT];
-    for (int r = 0; r < RPT; r++) {
-        acc[r] = 0.0;
-        accu[r] = 0.0;
-    }
+    float v[NV];
+    for (int i = 0; i < NV; i++)
+        v[i] = 0.0;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
-#if HAS_NORM_IN
-    g_inv = x_inv_rms(t);
-#endif
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         vec4 xs[XV];
         load_x(xb, s, xs);
@@ -550,74 +566,57 @@ void main()
         for (uint r = 0u; r < uint(RPT); r++) {
             uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
             uint rb = lr * uint(WROWBYTES);
-            acc[r] += segdot(0u, rb, s, xs, xsum);
+            v[r] += segdot(0u, rb, s, xs, xsum);
 #if GLU
-            accu[r] += segdot(1u, rb, s, xs, xsum);
+            v[RPT + int(r)] += segdot(1u, rb, s, xs, xsum);
 #endif
         }
     }
-#ifdef USE_SUBGROUP_REDUCE
-    for (int r = 0; r < RPT; r++) {
-        acc[r] = subgroupAdd(acc[r]);
-#if GLU
-        accu[r] = subgroupAdd(accu[r]);
+#if HAS_NORM_IN
+    v[NV - 1] = g_ss;
 #endif
-    }
+#ifdef USE_SUBGROUP_REDUCE
+    for (int i = 0; i < NV; i++)
+        v[i] = subgroupAdd(v[i]);
 #if TPR > SUBGROUP_SIZE
     // one partial per subgroup; a row group's subgroups are consecutive
     uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
-    if (subgroupElect()) {
-        for (uint r = 0u; r < uint(RPT); r++) {
-            mred[r * uint(NPART) + sg] = acc[r];
-#if GLU
-            mred[(uint(RPT) + r) * uint(NPART) + sg] = accu[r];
-#endif
-        }
-    }
+    if (subgroupElect())
+        for (uint i = 0u; i < uint(NV); i++)
+            mred[i * uint(NPART) + sg] = v[i];
     WG_BARRIER();
-    if (l == 0u) {
-        for (uint r = 0u; r < uint(RPT); r++) {
-            float a = 0.0, au = 0.0;
-            for (uint i = 0u; i < per; i++) {
-                a += mred[r * uint(NPART) + sg + i];
-#if GLU
-                au += mred[(uint(RPT) + r) * uint(NPART) + sg + i];
-#endif
-            }
-            acc[r] = a;
-            accu[r] = au;
+    if (l == 0u)
+        for (uint i = 0u; i < uint(NV); i++) {
+            float a = 0.0;
+            for (uint j = 0u; j < per; j++)
+                a += mred[i * uint(NPART) + sg + j];
+            v[i] = a;
         }
-    }
 #endif
 #else
-    for (uint r = 0u; r < uint(RPT); r++) {
-        mred[r * uint(NPART) + lid] = acc[r];
-#if GLU
-        mred[(uint(RPT) + r) * uint(NPART) + lid] = accu[r];
-#endif
-    }
+    for (uint i = 0u; i < uint(NV); i++)
+        mred[i * uint(NPART) + lid] = v[i];
     WG_BARRIER();
     for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
-        if (l < st) {
-            for (uint r = 0u; r < uint(RPT); r++) {
-                mred[r * uint(NPART) + lid] += mred[r * uint(NPART) + lid + st];
-#if GLU
-                mred[(uint(RPT) + r) * uint(NPART) + lid] += mred[(uint(RPT) + r) * uint(NPART) + lid + st];
-#endif
-            }
-        }
+        if (l < st)
+            for (uint i = 0u; i < uint(NV); i++)
+                mred[i * uint(NPART) + lid] += mred[i * uint(NPART) + lid + st];
         WG_BARRIER();
     }
-    for (uint r = 0u; r < uint(RPT); r++) {
-        acc[r] = mred[r * uint(NPART) + lid];
-#if GLU
-        accu[r] = mred[(uint(RPT) + r) * uint(NPART) + lid];
+    for (uint i = 0u; i < uint(NV); i++)
+        v[i] = mred[i * uint(NPART) + lid];
 #endif
-    }
-#endif
-    if (l == 0u)
+    if (l == 0u) {
+        // x / rms(x) * w: the norm weight was applied as x was loaded, the 1 / rms here (it is linear)
+        float inv = HAS_NORM_IN != 0 ? inversesqrt(v[NV - 1] / float(K) + float(EPS)) : 1.0;
         for (uint r = 0u; r < uint(RPT); r++)
-            if (lr0 + r < u_nrows)
-                store(u_row0 + lr0 + r, t, acc[r], accu[r]);
+            if (lr0 + r < u_nrows) {
+#if GLU
+                store(u_row0 + lr0 + r, t, v[r] * inv, v[uint(RPT) + r] * inv);
+#else
+                store(u_row0 + lr0 + r, t, v[r] * inv, 0.0);
+#endif
+            }
+    }
 }
 #endif

@@ -63,13 +63,17 @@ def norm(w, inp, out, op="rmsnorm", acc=False, bias=False):
     return s
 
 def fuse_norm(f, fused):
-    """Fused paths of RMSNorm families fold a norm into the matmuls that read it (matmul's norm_in):
-    a decode layer then has no separate pre-attention / pre-FFN norm dispatches."""
+    """Fused paths of RMSNorm families fold each layer's norms into the matmuls that read them (matmul's
+    norm_in) for decode, where a norm is a latency-bound dependent dispatch. Prefill keeps separate norm
+    steps: there a norm is one cheap dispatch for the whole batch, while a fused one would be recomputed
+    by every workgroup of every matmul that reads it."""
     return fused and not f.get("layernorm", False)
 
-def layer_steps(f, fused):
+def layer_steps(f, fused, fuse_norms=None):
     ln = f.get("layernorm", False)
-    if fuse_norm(f, fused):
+    if fuse_norms is None:
+        fuse_norms = fuse_norm(f, fused)
+    if fuse_norms:
         st, xin, nin = [], "hidden_state", L + "input_layernorm"
     else:
         st, xin, nin = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)], "norm_out", None
@@ -101,7 +105,7 @@ def layer_steps(f, fused):
     else:
         st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True,
                      bias=(L + "self_attn.o_proj.bias") if f.get("o_bias") else None))
-        if f.get("moe") or not fuse_norm(f, fused):
+        if f.get("moe") or not fuse_norms:
             st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
         else:
             return st + ffn_steps(f, fused, xin="hidden_state", norm_in=L + "post_attention_layernorm")
@@ -156,9 +160,9 @@ def ffn_steps(f, fused, xin="norm_out", norm_in=None):
 def path(fam, fmt):
     f, w = FAMILIES[fam], FORMATS[fmt]
     pid = f"{fam}-{fmt}"
-    fn = fuse_norm(f, w["fused"])
-    head = mm("lm_head|embed_tokens", "hidden_state" if fn else "norm_out", "logits", role="lm_head",
-              bias="lm_head.bias" if f.get("lm_head_bias") else None, norm_in="norm" if fn else None)
+    # postLayer serves prefill too (every position's logits for eval): the final norm stays a step
+    head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head",
+              bias="lm_head.bias" if f.get("lm_head_bias") else None)
     head["op"] = "lm_head"
     if f["final_softcap"]:
         head["constants"] = {"SOFTCAP": "$final_softcap"}
@@ -173,7 +177,8 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
-        "postLayer": ([] if fn else [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False))]) + [head],
+        **({"prefill": {"steps": layer_steps(f, w["fused"], fuse_norms=False)}} if fuse_norm(f, w["fused"]) else {}),
+        "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }
     if "fallback" in w:
