@@ -78,9 +78,33 @@ float kv_at(uint p, uint e, bool is_v) // element e of row p of the cache
 #endif
 }
 
+// WG_SUBGROUPS: the workgroup is whole subgroups with arithmetic (nested: the preprocessor evaluates
+// every operand, and SUBGROUP_SIZE exists only with HAS_SUBGROUP)
+#ifndef WG_SUBGROUPS
+#ifdef HAS_SUBGROUP
+#if (WG_SIZE % SUBGROUP_SIZE) == 0
+#define WG_SUBGROUPS 1
+#endif
+#endif
+#ifndef WG_SUBGROUPS
+#define WG_SUBGROUPS 0
+#endif
+#endif
 float wg_reduce(float v, bool is_max)
 {
     uint lid = gl_LocalInvocationID.x;
+#if WG_SUBGROUPS
+    // one subgroup operation and one shared-memory round instead of a log2(WG_SIZE)-barrier tree
+    float sv = is_max ? subgroupMax(v) : subgroupAdd(v);
+    if (subgroupElect())
+        red[lid / uint(SUBGROUP_SIZE)] = sv;
+    WG_BARRIER();
+    float r = red[0];
+    for (uint i = 1u; i < uint(WG_SIZE / SUBGROUP_SIZE); i++)
+        r = is_max ? max(r, red[i]) : r + red[i];
+    WG_BARRIER();
+    return r;
+#else
     red[lid] = v;
     WG_BARRIER();
     for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
@@ -91,7 +115,33 @@ float wg_reduce(float v, bool is_max)
     float r = red[0];
     WG_BARRIER();
     return r;
+#endif
 }
+
+// q . k for cache row p: f16 keys 8 at a time from uvec4 loads when the rows allow it
+#if KV_F16 && (HD % 8) == 0 && (KVDIM % 8) == 0
+layout(std430, binding = 1) readonly buffer KC4b { uvec4 KC4[]; };
+float qk(uint p, uint kb)
+{
+    uint b = (p * uint(KVDIM) + kb) >> 3;
+    float s = 0.0;
+    for (uint i = 0u; i < uint(HD / 8); i++) {
+        uvec4 w = KC4[b + i];
+        uint d = 8u * i;
+        s += dot(vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y)), vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]));
+        s += dot(vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w)), vec4(qs[d + 4u], qs[d + 5u], qs[d + 6u], qs[d + 7u]));
+    }
+    return s;
+}
+#else
+float qk(uint p, uint kb)
+{
+    float s = 0.0;
+    for (uint d = 0u; d < uint(HD); d++)
+        s += qs[d] * kv_at(p, kb + d, false);
+    return s;
+}
+#endif
 
 void main()
 {
@@ -134,10 +184,7 @@ void main()
         float bmax = -3.0e38;
         for (uint jj = lid; jj < jn; jj += uint(WG_SIZE)) {
             uint p = j0 + jj;
-            float s = 0.0;
-            for (uint d = 0u; d < uint(HD); d++)
-                s += qs[d] * kv_at(p, kb + d, false);
-            s *= float(SCALE);
+            float s = qk(p, kb) * float(SCALE);
             if (float(SOFTCAP) > 0.0)
                 s = float(SOFTCAP) * stable_tanh(s / float(SOFTCAP));
             sc[jj] = s;

@@ -4,10 +4,16 @@
 // Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
 // Entries: main (default: ROWS_PER_WG rows a workgroup, WG_SIZE / ROWS_PER_WG threads a row, subgroup
 // or shared-memory reduction), GEMV_ROW (one invocation per row: fastest where barriers are costly, as on
-// llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared).
+// llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared),
+// MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
+// shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
 // the SSBO size limit); output row = u_row0 + local row.
-// Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU).
+// HAS_NORM_IN: the RMS norm that produces x is fused in: the kernel reads x as x * w (GEMMA: * (1 + w))
+// and scales by 1 / rms(x), which it reduces itself (decode: alongside the dot products, applied at the
+// end; prefill: per token before the tiles), so a layer has no separate norm dispatches.
+// Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
+// 5 norm weights (HAS_NORM_IN).
 
 #ifndef N
 #define N 64 // output rows (full tensor)
@@ -36,6 +42,15 @@
 #ifndef ROWS_PER_WG
 #define ROWS_PER_WG 4
 #endif
+#ifndef HAS_NORM_IN
+#define HAS_NORM_IN 0
+#endif
+#ifndef EPS
+#define EPS 1e-6
+#endif
+#ifndef GEMMA
+#define GEMMA 0
+#endif
 #ifndef TM
 #define TM 8 // tokens per invocation (tiled)
 #endif
@@ -63,6 +78,46 @@ layout(location = 0) uniform uint u_row0;
 layout(location = 1) uniform uint u_nrows;
 
 #define NCH (uint(K) / uint(WCH))
+
+// x as the kernel reads it. With HAS_NORM_IN it is scaled by the norm weight only, and the decode GEMVs
+// (main, row) multiply their dot products by 1 / rms(x) at the end: the norm is linear, so no reduction
+// has to finish before the weight loads start. g_xb is the vec4 index where the token's row of x starts;
+// g_ss accumulates the sum of squares of the x a thread loaded with xin_ss.
+uint g_xb = 0u;
+float g_ss = 0.0;
+#if HAS_NORM_IN
+layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };
+#include "reduce.inc.glsl"
+// inverse RMS of token t's row of x; every invocation must call it (it reduces over the workgroup)
+float x_inv_rms(uint t)
+{
+    uint xb = t * (uint(K) / 4u);
+    float s = 0.0;
+    for (uint i = gl_LocalInvocationID.x; i < uint(K) / 4u; i += uint(WG_SIZE)) {
+        vec4 v = X4[xb + i];
+        s += dot(v, v);
+    }
+    return inversesqrt(wg_sum(s) / float(K) + float(EPS));
+}
+vec4 norm_w(uint k4)
+{
+#if GEMMA
+    return NW4[k4] + 1.0;
+#else
+    return NW4[k4];
+#endif
+}
+vec4 xin(uint i) { return X4[i] * norm_w(i - g_xb); }
+vec4 xin_ss(uint i)
+{
+    vec4 v = X4[i];
+    g_ss += dot(v, v);
+    return v * norm_w(i - g_xb);
+}
+#else
+vec4 xin(uint i) { return X4[i]; }
+vec4 xin_ss(uint i) { return X4[i]; }
+#endif
 
 float act(float g)
 {
@@ -98,7 +153,7 @@ float dotw(float w[WCH], uint xv) // xv: vec4 index of the chunk's x
 {
     float s = 0.0;
     for (uint j = 0u; j < uint(WCH) / 4u; j++)
-        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), X4[xv + j]);
+        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xin(xv + j));
     return s;
 }
 
@@ -129,12 +184,22 @@ void main()
 #endif
     }
     uint rb = lr * uint(WROWBYTES);
+#if HAS_NORM_IN
+    float tinv[TM];
+    for (uint tt = 0u; tt < uint(TM); tt++)
+        tinv[tt] = x_inv_rms(min(t0 + tt, u_ntok - 1u));
+#endif
     for (uint k0 = 0u; k0 < uint(K); k0 += uint(KS)) {
         uint kn = min(uint(KS), uint(K) - k0);
         for (uint i = gl_LocalInvocationID.x; i < uint(TM) * (uint(KS) / 4u); i += uint(WG_SIZE)) {
             uint tt = i / (uint(KS) / 4u), kk = i % (uint(KS) / 4u);
             uint t = t0 + tt;
-            xs[i] = (t < u_ntok && kk * 4u < kn) ? X4[(t * uint(K) + k0) / 4u + kk] : vec4(0.0);
+            vec4 v = (t < u_ntok && kk * 4u < kn) ? X4[(t * uint(K) + k0) / 4u + kk] : vec4(0.0);
+#if HAS_NORM_IN
+            if (kk * 4u < kn)
+                v *= tinv[tt] * norm_w(k0 / 4u + kk);
+#endif
+            xs[i] = v;
         }
         WG_BARRIER();
         if (live) {
@@ -165,14 +230,125 @@ void main()
         }
 }
 
+#elif defined(MATMUL_TILED_RB)
+// Prefill, register-blocked: a workgroup computes a TB x TB tile (TB rows of W by TB tokens), each
+// invocation a 4 x 4 block of it. K is walked in slabs of 32: the slab of TB weight rows is decoded once
+// into shared memory (f32), the slab of x for TB tokens is staged beside it, and every invocation
+// accumulates 16 products per pair of vec4 shared loads. Each weight is decoded once per TB tokens (the
+// tiled entry: once per TM) and shared-memory traffic per product drops 8-fold.
+#ifndef TB
+#define TB 32
+#endif
+#define TT (TB / 4)
+#if (TT * TT) != WG_SIZE || (TB % 4) != 0
+#error tiled_rb needs WG_SIZE == (TB / 4)^2
+#endif
+#define BK 32u
+#define CPS (BK / uint(WCH)) // weight chunks per row in a slab
+shared vec4 ws4[BK * uint(TT)]; // [k][row / 4]: rows 4q .. 4q + 3 at slab column k
+#if GLU
+shared vec4 us4[BK * uint(TT)];
+#endif
+shared vec4 xs4[BK * uint(TT)]; // [k][token / 4]
+#if HAS_NORM_IN
+shared float tinv_s[TB];
+shared float tpart[WG_SIZE];
+#endif
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x;
+    uint tx = lid % uint(TT), ty = lid / uint(TT);
+    uint n0 = gl_WorkGroupID.x * uint(TB), t0 = gl_WorkGroupID.y * uint(TB);
+#if HAS_NORM_IN
+    {
+        // each token's inverse RMS: WG_SIZE / TB invocations per token, one shared round
+        uint tpt = uint(WG_SIZE / TB), tt = lid / tpt, part = lid % tpt;
+        uint t = min(t0 + tt, u_ntok - 1u);
+        float ss = 0.0;
+        for (uint k4 = part; k4 < uint(K) / 4u; k4 += tpt) {
+            vec4 v = X4[t * (uint(K) / 4u) + k4];
+            ss += dot(v, v);
+        }
+        tpart[lid] = ss;
+        WG_BARRIER();
+        if (part == 0u) {
+            float a = 0.0;
+            for (uint i = 0u; i < tpt; i++)
+                a += tpart[lid + i];
+            tinv_s[tt] = inversesqrt(a / float(K) + float(EPS));
+        }
+        WG_BARRIER();
+    }
+#endif
+    vec4 acc[4], accu[4]; // acc[i][j]: row n0 + 4 tx + i, token t0 + 4 ty + j
+    for (int i = 0; i < 4; i++) {
+        acc[i] = vec4(0.0);
+        accu[i] = vec4(0.0);
+    }
+    for (uint k0 = 0u; k0 < uint(K); k0 += BK) {
+        // decode the slab's weights: TB rows x CPS chunks
+        for (uint ci = lid; ci < uint(TB) * CPS; ci += uint(WG_SIZE)) {
+            uint r = ci / CPS, cc = ci % CPS;
+            uint c = k0 / uint(WCH) + cc;
+            float w[WCH];
+            bool ok = n0 + r < u_nrows && c < NCH;
+            uint rb = (n0 + r) * uint(WROWBYTES);
+            if (ok)
+                wchunk(0u, rb, c, w);
+            for (uint j = 0u; j < uint(WCH); j++)
+                ws4[(cc * uint(WCH) + j) * uint(TT) + (r >> 2)][r & 3u] = ok ? w[j] : 0.0;
+#if GLU
+            if (ok)
+                wchunk(1u, rb, c, w);
+            for (uint j = 0u; j < uint(WCH); j++)
+                us4[(cc * uint(WCH) + j) * uint(TT) + (r >> 2)][r & 3u] = ok ? w[j] : 0.0;
+#endif
+        }
+        // stage x: TB tokens x 32 columns
+        for (uint i = lid; i < uint(TB) * (BK / 4u); i += uint(WG_SIZE)) {
+            uint tt = i / (BK / 4u), kq = i % (BK / 4u);
+            uint t = t0 + tt, k4 = k0 / 4u + kq;
+            vec4 v = (t < u_ntok && k4 < uint(K) / 4u) ? X4[t * (uint(K) / 4u) + k4] : vec4(0.0);
+#if HAS_NORM_IN
+            if (k4 < uint(K) / 4u)
+                v *= tinv_s[tt] * norm_w(k4);
+#endif
+            for (uint j = 0u; j < 4u; j++)
+                xs4[(4u * kq + j) * uint(TT) + (tt >> 2)][tt & 3u] = v[j];
+        }
+        WG_BARRIER();
+        for (uint k = 0u; k < BK; k++) {
+            vec4 a = ws4[k * uint(TT) + tx], b = xs4[k * uint(TT) + ty];
+            acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+#if GLU
+            vec4 au = us4[k * uint(TT) + tx];
+            accu[0] += au.x * b; accu[1] += au.y * b; accu[2] += au.z * b; accu[3] += au.w * b;
+#endif
+        }
+        WG_BARRIER();
+    }
+    for (uint i = 0u; i < 4u; i++) {
+        uint lr = n0 + 4u * tx + i;
+        if (lr >= u_nrows)
+            continue;
+        for (uint j = 0u; j < 4u; j++) {
+            uint t = t0 + 4u * ty + j;
+            if (t < u_ntok)
+                store(u_row0 + lr, t, acc[i][j], accu[i][j]);
+        }
+    }
+}
+
 #elif defined(GEMV_ROW)
 void main()
 {
     uint lr = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
+    uint xb = t * (uint(K) / 4u);
+    g_xb = xb;
     if (lr >= u_nrows)
         return;
     uint rb = lr * uint(WROWBYTES);
-    uint xb = t * (uint(K) / 4u);
     float acc = 0.0, accu = 0.0;
     for (uint c = 0u; c < NCH; c++) {
         float w[WCH];
@@ -183,88 +359,264 @@ void main()
         accu += dotw(w, xb + c * (uint(WCH) / 4u));
 #endif
     }
+#if HAS_NORM_IN
+    // this invocation read all of x: its own sum of squares, no workgroup reduction (barriers are what
+    // costs most on the software rasterizers this entry is for)
+    float ss = 0.0;
+    for (uint i = 0u; i < uint(K) / 4u; i++) {
+        vec4 v = X4[xb + i];
+        ss += dot(v, v);
+    }
+    float inv = inversesqrt(ss / float(K) + float(EPS));
+    acc *= inv;
+    accu *= inv;
+#endif
     store(u_row0 + lr, t, acc, accu);
 }
 
 #else
-#define TPR (WG_SIZE / ROWS_PER_WG)
-#if (TPR * ROWS_PER_WG) != WG_SIZE || (TPR & (TPR - 1)) != 0
-#error WG_SIZE / ROWS_PER_WG must be a power of two
+// Decode GEMV. A workgroup owns ROWS_PER_WG rows, split into RG = ROWS_PER_WG / RPT row groups of TPR
+// threads; each thread walks the row's 32-weight segments l, l + TPR, ... and applies each x segment it
+// loaded to its RPT rows, so x is read from cache once per RPT rows (at 4.5 bits a weight, reading x
+// as f32 for every row costs 7x the weight bytes in L1 traffic and was what bounded the old kernel).
+// Q4_K, Q6_K and Q8_0 decode a segment with whole-word loads and fold the block minimum / offset into
+// one product with the sum of the segment's x (sum (d*q - m) x = d sum q x - m sum x).
+#ifndef RPT
+#define RPT 1
 #endif
-shared float red[WG_SIZE];
-#if GLU
-shared float redu[WG_SIZE];
+#define RG (ROWS_PER_WG / RPT)
+#define TPR (WG_SIZE / RG)
+#if (RG * RPT) != ROWS_PER_WG || (TPR * RG) != WG_SIZE || (TPR & (TPR - 1)) != 0
+#error ROWS_PER_WG must be a multiple of RPT and WG_SIZE / (ROWS_PER_WG / RPT) a power of two
 #endif
 
-void main()
-{
-    uint lid = gl_LocalInvocationID.x;
-    uint r = lid / uint(TPR), l = lid % uint(TPR);
-    uint lr = gl_WorkGroupID.x * uint(ROWS_PER_WG) + r;
-    uint t = gl_WorkGroupID.y;
-    float acc = 0.0, accu = 0.0;
-    if (lr < u_nrows) {
-        uint rb = lr * uint(WROWBYTES);
-        uint xb = t * (uint(K) / 4u);
-        for (uint c = l; c < NCH; c += uint(TPR)) {
-            float w[WCH];
-            wchunk(0u, rb, c, w);
-            acc += dotw(w, xb + c * (uint(WCH) / 4u));
-#if GLU
-            wchunk(1u, rb, c, w);
-            accu += dotw(w, xb + c * (uint(WCH) / 4u));
+// The weights as 32-bit words too (the same binding): Q6_K and Q8_0 blocks are 2-byte aligned.
+layout(std430, binding = 1) readonly buffer Wb1 { uint W1[]; };
+#ifdef WSEL2
+layout(std430, binding = 4) readonly buffer Ub1 { uint U1[]; };
+uint wu(uint sel, uint i) { return sel == 0u ? W1[i] : U1[i]; }
+#else
+uint wu(uint sel, uint i) { return W1[i]; }
 #endif
-        }
+// the word at byte offset 4*wi + sh/8 (sh 0 or 16), from two aligned loads, without a branch
+uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u - sh)); }
+
+#if WTYPE == DT_Q4_K || WTYPE == DT_Q6_K || WTYPE == DT_Q8_0
+#define SEGW 32u
+#else
+#define SEGW uint(WCH)
+#endif
+#define NSEG (uint(K) / SEGW)
+#define XV (SEGW / 4u)
+
+// x of segment s (token base xb, in vec4s), in the order the segment's weights are decoded
+void load_x(uint xb, uint s, out vec4 xs[XV])
+{
+#if WTYPE == DT_Q4_K
+    // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
+    uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
+    for (uint i = 0u; i < 4u; i++) {
+        xs[i] = xin_ss(b + i);
+        xs[4u + i] = xin_ss(b + 8u + i);
     }
+#elif WTYPE == DT_Q6_K
+    // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
+    uint t = s & 7u;
+    uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
+    for (uint q = 0u; q < 4u; q++) {
+        xs[2u * q] = xin_ss(b + 8u * q);
+        xs[2u * q + 1u] = xin_ss(b + 8u * q + 1u);
+    }
+#else
+    for (uint i = 0u; i < XV; i++)
+        xs[i] = xin_ss(xb + s * XV + i);
+#endif
+}
+
+#if WTYPE == DT_Q4_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
+    vec2 dm = unpackHalf2x16(h.x);
+    // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
+    uint b0 = 16u * (j & 1u);
+    uint sc0, sc1, m0, m1;
+    if (j < 2u) {
+        sc0 = (h.y >> b0) & 63u; sc1 = (h.y >> (b0 + 8u)) & 63u;
+        m0 = (h.z >> b0) & 63u; m1 = (h.z >> (b0 + 8u)) & 63u;
+    } else {
+        uint e0 = (h.w >> b0) & 0xffu, e1 = (h.w >> (b0 + 8u)) & 0xffu;
+        sc0 = (e0 & 15u) | (((h.y >> (b0 + 6u)) & 3u) << 4); sc1 = (e1 & 15u) | (((h.y >> (b0 + 14u)) & 3u) << 4);
+        m0 = (e0 >> 4) | (((h.z >> (b0 + 6u)) & 3u) << 4); m1 = (e1 >> 4) | (((h.z >> (b0 + 14u)) & 3u) << 4);
+    }
+    float sl = 0.0, sh = 0.0;
+    for (uint k = 0u; k < 4u; k++) {
+        uvec4 w = uvec4(q[k]) >> uvec4(0u, 8u, 16u, 24u);
+        sl += dot(vec4(w & 15u), xs[k]);
+        sh += dot(vec4((w >> 4) & 15u), xs[4u + k]);
+    }
+    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+}
+#elif WTYPE == DT_Q6_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint b = rb + (s >> 3) * 210u, t = s & 7u, hh = t >> 2, g = t & 3u;
+    uint sh = (b & 3u) * 8u, bw = b >> 2; // the block's word and byte shift (blocks are 2-byte aligned)
+    uint la = bw + hh * 16u + g * 2u, lb = la + 8u, qh = bw + 32u + hh * 8u + g * 2u, sw = bw + 48u + hh * 2u;
+    uint a0 = wu(sel, la), a1 = wu(sel, la + 1u), a2 = wu(sel, la + 2u);
+    uint c0 = wu(sel, lb), c1 = wu(sel, lb + 1u), c2 = wu(sel, lb + 2u);
+    uint h0 = wu(sel, qh), h1 = wu(sel, qh + 1u), h2 = wu(sel, qh + 2u);
+    uint s0 = wu(sel, sw), s1 = wu(sel, sw + 1u), s2 = wu(sel, sw + 2u);
+    uint dw = wu(sel, bw + 52u), dw2 = wu(sel, bw + 53u);
+    float d = unpackHalf2x16(funnel(dw, dw2, sh)).x;
+    uvec2 A = uvec2(funnel(a0, a1, sh), funnel(a1, a2, sh)), C = uvec2(funnel(c0, c1, sh), funnel(c1, c2, sh));
+    uvec2 H = uvec2(funnel(h0, h1, sh), funnel(h1, h2, sh));
+    uint S0 = funnel(s0, s1, sh), S1 = funnel(s1, s2, sh);
+    uint is = (g >> 1) * 8u; // scale byte is (0 or 1) of each group of two
+    vec4 sc = vec4(float(int(S0 << (24u - is)) >> 24), float(int(S0 << (8u - is)) >> 24),
+                   float(int(S1 << (24u - is)) >> 24), float(int(S1 << (8u - is)) >> 24));
+    vec4 acc = vec4(0.0);
+    for (uint k = 0u; k < 2u; k++) {
+        uvec4 a = uvec4(A[k]) >> uvec4(0u, 8u, 16u, 24u), c = uvec4(C[k]) >> uvec4(0u, 8u, 16u, 24u);
+        uvec4 hq = uvec4(H[k]) >> uvec4(0u, 8u, 16u, 24u);
+        acc.x += dot(vec4((a & 15u) | ((hq & 3u) << 4)), xs[k]);
+        acc.y += dot(vec4((c & 15u) | (((hq >> 2) & 3u) << 4)), xs[2u + k]);
+        acc.z += dot(vec4(((a >> 4) & 15u) | (((hq >> 4) & 3u) << 4)), xs[4u + k]);
+        acc.w += dot(vec4(((c >> 4) & 15u) | (((hq >> 6) & 3u) << 4)), xs[6u + k]);
+    }
+    return d * dot(sc, acc - 32.0 * xsum);
+}
+#elif WTYPE == DT_Q8_0
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    uint b = rb + s * 34u;
+    uint sh = ((b + 2u) & 3u) * 8u, qw = (b + 2u) >> 2;
+    float d = whalf(sel, b);
+    uint prev = wu(sel, qw);
+    float acc = 0.0;
+    for (uint k = 0u; k < 8u; k++) {
+        uint nx = wu(sel, qw + k + 1u);
+        uint w = funnel(prev, nx, sh);
+        prev = nx;
+        acc += dot(vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24), xs[k]);
+    }
+    return d * acc;
+}
+#else
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+{
+    float w[WCH];
+    wchunk(sel, rb, s, w);
+    float acc = 0.0;
+    for (uint j = 0u; j < XV; j++)
+        acc += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xs[j]);
+    return acc;
+}
+#endif
+
+// the sums of x a segment's offsets multiply: Q4_K its two sub-block halves, Q6_K its four runs
+vec4 seg_xsum(vec4 xs[XV])
+{
+#if WTYPE == DT_Q4_K
+    return vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
+#elif WTYPE == DT_Q6_K
+    return vec4(dot(xs[0] + xs[1], vec4(1.0)), dot(xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5], vec4(1.0)),
+                dot(xs[6] + xs[7], vec4(1.0)));
+#else
+    return vec4(0.0);
+#endif
+}
+
 #ifdef HAS_SUBGROUP
 #if (TPR % SUBGROUP_SIZE) == 0
 #define USE_SUBGROUP_REDUCE 1
 #endif
 #endif
 #ifdef USE_SUBGROUP_REDUCE
-    acc = subgroupAdd(acc);
-#if GLU
-    accu = subgroupAdd(accu);
+#define NPART (WG_SIZE / SUBGROUP_SIZE)
+#else
+#define NPART WG_SIZE
 #endif
-#if TPR > SUBGROUP_SIZE
-    if (subgroupElect()) {
-        red[lid / uint(SUBGROUP_SIZE)] = acc;
 #if GLU
-        redu[lid / uint(SUBGROUP_SIZE)] = accu;
+#define NACC 2
+#else
+#define NACC 1
 #endif
-    }
-    WG_BARRIER();
-    if (l == 0u) {
-        uint s0 = lid / uint(SUBGROUP_SIZE);
-        for (uint i = 1u; i < uint(TPR / SUBGROUP_SIZE); i++) {
-            acc += red[s0 + i];
+// the values each thread reduces: RPT dot products (and RPT up-projection ones with GLU), and with
+// HAS_NORM_IN the sum of squares of the x it read (a row group's threads read all of x between them)
+#define NV (NACC * RPT + HAS_NORM_IN)
+shared float mred[NV * NPART];
+
+void main()
+{
+    uint lid = gl_LocalInvocationID.x;
+    uint g = lid / uint(TPR), l = lid % uint(TPR);
+    uint lr0 = gl_WorkGroupID.x * uint(ROWS_PER_WG) + g * uint(RPT);
+    uint t = gl_WorkGroupID.y;
+    float v[NV];
+    for (int i = 0; i < NV; i++)
+        v[i] = 0.0;
+    uint xb = t * (uint(K) / 4u);
+    g_xb = xb;
+    for (uint s = l; s < NSEG; s += uint(TPR)) {
+        vec4 xs[XV];
+        load_x(xb, s, xs);
+        vec4 xsum = seg_xsum(xs);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
+            uint rb = lr * uint(WROWBYTES);
+            v[r] += segdot(0u, rb, s, xs, xsum);
 #if GLU
-            accu += redu[s0 + i];
+            v[RPT + int(r)] += segdot(1u, rb, s, xs, xsum);
 #endif
         }
     }
+#if HAS_NORM_IN
+    v[NV - 1] = g_ss;
+#endif
+#ifdef USE_SUBGROUP_REDUCE
+    for (int i = 0; i < NV; i++)
+        v[i] = subgroupAdd(v[i]);
+#if TPR > SUBGROUP_SIZE
+    // one partial per subgroup; a row group's subgroups are consecutive
+    uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
+    if (subgroupElect())
+        for (uint i = 0u; i < uint(NV); i++)
+            mred[i * uint(NPART) + sg] = v[i];
+    WG_BARRIER();
+    if (l == 0u)
+        for (uint i = 0u; i < uint(NV); i++) {
+            float a = 0.0;
+            for (uint j = 0u; j < per; j++)
+                a += mred[i * uint(NPART) + sg + j];
+            v[i] = a;
+        }
 #endif
 #else
-    red[lid] = acc;
-#if GLU
-    redu[lid] = accu;
-#endif
+    for (uint i = 0u; i < uint(NV); i++)
+        mred[i * uint(NPART) + lid] = v[i];
     WG_BARRIER();
-    for (uint s = uint(TPR) / 2u; s > 0u; s >>= 1) {
-        if (l < s) {
-            red[lid] += red[lid + s];
-#if GLU
-            redu[lid] += redu[lid + s];
-#endif
-        }
+    for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
+        if (l < st)
+            for (uint i = 0u; i < uint(NV); i++)
+                mred[i * uint(NPART) + lid] += mred[i * uint(NPART) + lid + st];
         WG_BARRIER();
     }
-    acc = red[lid];
+    for (uint i = 0u; i < uint(NV); i++)
+        v[i] = mred[i * uint(NPART) + lid];
+#endif
+    if (l == 0u) {
+        // x / rms(x) * w: the norm weight was applied as x was loaded, the 1 / rms here (it is linear)
+        float inv = HAS_NORM_IN != 0 ? inversesqrt(v[NV - 1] / float(K) + float(EPS)) : 1.0;
+        for (uint r = 0u; r < uint(RPT); r++)
+            if (lr0 + r < u_nrows) {
 #if GLU
-    accu = redu[lid];
+                store(u_row0 + lr0 + r, t, v[r] * inv, v[uint(RPT) + r] * inv);
+#else
+                store(u_row0 + lr0 + r, t, v[r] * inv, 0.0);
 #endif
-#endif
-    if (l == 0u && lr < u_nrows)
-        store(u_row0 + lr, t, acc, accu);
+            }
+    }
 }
 #endif

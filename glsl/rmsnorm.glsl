@@ -39,22 +39,7 @@ layout(std430, binding = 2) readonly buffer Bb { float Bias[]; };
 #endif
 layout(std430, binding = 3) buffer Yb { float Y[]; };
 
-shared float red[WG_SIZE];
-
-float wg_sum(float v)
-{
-    uint lid = gl_LocalInvocationID.x;
-    red[lid] = v;
-    WG_BARRIER();
-    for (uint s = uint(WG_SIZE) / 2u; s > 0u; s >>= 1) {
-        if (lid < s)
-            red[lid] += red[lid + s];
-        WG_BARRIER();
-    }
-    float r = red[0];
-    WG_BARRIER();
-    return r;
-}
+#include "reduce.inc.glsl"
 
 void main()
 {

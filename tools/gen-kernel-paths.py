@@ -40,9 +40,11 @@ FORMATS = {
 
 L = "layer.{L}."
 
-def mm(w, inp, out, bias=None, role=None, acc=False, **extra):
+def mm(w, inp, out, bias=None, role=None, acc=False, norm_in=None, **extra):
     s = {"op": "matmul", "kernel": "matmul", "weights": {"weight": w} if not bias else {"weight": w, "bias": bias},
          "input": inp, "output": out}
+    if norm_in:
+        s["weights"]["norm_in"] = norm_in
     c = {}
     if acc:
         c["ACCUMULATE"] = 1
@@ -60,12 +62,24 @@ def norm(w, inp, out, op="rmsnorm", acc=False, bias=False):
         s["constants"] = {"ACCUMULATE": 1}
     return s
 
-def layer_steps(f, fused):
+def fuse_norm(f, fused):
+    """Fused paths of RMSNorm families fold each layer's norms into the matmuls that read them (matmul's
+    norm_in) for decode, where a norm is a latency-bound dependent dispatch. Prefill keeps separate norm
+    steps: there a norm is one cheap dispatch for the whole batch, while a fused one would be recomputed
+    by every workgroup of every matmul that reads it."""
+    return fused and not f.get("layernorm", False)
+
+def layer_steps(f, fused, fuse_norms=None):
     ln = f.get("layernorm", False)
-    st = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)]
+    if fuse_norms is None:
+        fuse_norms = fuse_norm(f, fused)
+    if fuse_norms:
+        st, xin, nin = [], "hidden_state", L + "input_layernorm"
+    else:
+        st, xin, nin = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)], "norm_out", None
     for p, slot in (("q", "q"), ("k", "k"), ("v", "v")):
-        st.append(mm(L + f"self_attn.{p}_proj", "norm_out", slot,
-                     bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None))
+        st.append(mm(L + f"self_attn.{p}_proj", xin, slot,
+                     bias=(L + f"self_attn.{p}_proj.bias") if f["bias"] else None, norm_in=nin))
     if f["qknorm"]:
         st.append(dict(norm(L + "self_attn.q_norm", "q", "q", op="qk_norm"), role="q_norm"))
         st.append(dict(norm(L + "self_attn.k_norm", "k", "k", op="qk_norm"), role="k_norm"))
@@ -91,7 +105,10 @@ def layer_steps(f, fused):
     else:
         st.append(mm(L + "self_attn.o_proj", "attn_out", "hidden_state", acc=True,
                      bias=(L + "self_attn.o_proj.bias") if f.get("o_bias") else None))
-        st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
+        if f.get("moe") or not fuse_norms:
+            st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
+        else:
+            return st + ffn_steps(f, fused, xin="hidden_state", norm_in=L + "post_attention_layernorm")
     if f.get("moe"):
         return st + moe_steps(f, fused)
     return st + ffn_steps(f, fused)
@@ -120,12 +137,15 @@ def moe_steps(f, fused):
         st += dense
     return st
 
-def ffn_steps(f, fused):
+def ffn_steps(f, fused, xin="norm_out", norm_in=None):
     st = []
     if fused:
-        st.append({"op": "ffn_gate_up", "kernel": "ffn_gate_up",
-                   "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
-                   "input": "norm_out", "output": "ffn_act", "role": "gate_up_proj"})
+        gu = {"op": "ffn_gate_up", "kernel": "ffn_gate_up",
+              "weights": {"gate": L + "mlp.gate_proj", "up": L + "mlp.up_proj"},
+              "input": xin, "output": "ffn_act", "role": "gate_up_proj"}
+        if norm_in:
+            gu["weights"]["norm_in"] = norm_in
+        st.append(gu)
     else:
         st.append(mm(L + "mlp.gate_proj", "norm_out", "gate"))
         st.append(mm(L + "mlp.up_proj", "norm_out", "up"))
@@ -140,6 +160,7 @@ def ffn_steps(f, fused):
 def path(fam, fmt):
     f, w = FAMILIES[fam], FORMATS[fmt]
     pid = f"{fam}-{fmt}"
+    # postLayer serves prefill too (every position's logits for eval): the final norm stays a step
     head = mm("lm_head|embed_tokens", "norm_out", "logits", role="lm_head",
               bias="lm_head.bias" if f.get("lm_head_bias") else None)
     head["op"] = "lm_head"
@@ -156,6 +177,7 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
+        **({"prefill": {"steps": layer_steps(f, w["fused"], fuse_norms=False)}} if fuse_norm(f, w["fused"]) else {}),
         "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }

@@ -449,6 +449,9 @@ static void print_table(const cJSON *root, const char *saved)
            "dispatches\n",
            num(pt, "dispatches_decode"), num(pt, "barriers_decode"), num(pt, "readback_bytes_decode"),
            num(pt, "dispatches_prefill_pass"));
+    if (num(pt, "cpu_submit_us_decode") > 0)
+        printf("cpu submit     %.1f us to issue one decode token's dispatches (CPU time, not GPU time)\n",
+               num(pt, "cpu_submit_us_decode"));
     const cJSON *rf = cJSON_GetObjectItem(root, "roofline");
     if (cJSON_IsObject(rf)) {
         printf("bandwidth      %.2f GB/s best, %.2f GB/s median (%.0f MiB x %.0f, %s)\n", num(rf, "bandwidth_gbps_best"),
@@ -697,6 +700,7 @@ static int run(int argc, char **argv)
     cJSON_AddNumberToObject(pt, "dispatches_prefill_pass", a.p > 0 ? (double)pp_disp : es.dispatches_prefill);
     cJSON_AddNumberToObject(pt, "barriers_prefill_pass", a.p > 0 ? (double)pp_bar : es.barriers_prefill);
     cJSON_AddNumberToObject(pt, "readback_bytes_prefill", (double)pp_readback);
+    cJSON_AddNumberToObject(pt, "cpu_submit_us_decode", es.submit_us_decode);
     if (have_rl) {
         cJSON *rf = cJSON_AddObjectToObject(root, "roofline");
         cJSON_AddNumberToObject(rf, "bandwidth_gbps_best", rl.best_gbps);

@@ -65,6 +65,9 @@ struct dg_exec_stats {
     /* Weight bytes one decoded token reads: every matrix a decode dispatch binds, one embedding row, and of
      * stacked MoE experts only the top-k selected experts' rows (so it scales with the active experts). */
     uint64_t active_weight_bytes;
+    /* Mean CPU time of issuing one decode pass (binding, uniforms, dispatch calls; not GPU time), in us,
+     * over the passes run so far: when it approaches the time per token, decode is bound by the CPU. */
+    double submit_us_decode;
 };
 void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st);
 /* Prints the decode and prefill dispatch lists of the first layer and the pre/post steps: kernel, entry,

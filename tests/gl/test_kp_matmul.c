@@ -21,7 +21,22 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT). The first is the registry default; the
+ * others put several rows on each thread (RPT) with fewer and with more threads per row than K has
+ * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered. */
+static const char *const shapes[][3] = {{"64", "4", "1"}, {"64", "4", "2"}, {"32", "8", "4"}, {"128", "4", "4"}};
+
+/* norm: 0 x as given; 1 the RMS norm fused in (HAS_NORM_IN, x / rms(x) * w); 2 Gemma's (1 + w) form */
+static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape, int norm);
+
 static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu)
+{
+    int nshape = entry_def ? 1 : (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < nshape; i++)
+        one_shape(gl, dt, entry_def, N, glu, i, 0);
+}
+
+static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape, int norm)
 {
     enum { K = 512, T = 3 };
     float *w = malloc((size_t)N * K * 4), *u = malloc((size_t)N * K * 4), *wd = malloc((size_t)N * K * 4),
@@ -34,6 +49,17 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
     }
     for (int i = 0; i < T * K; i++)
         x[i] = rnd();
+    float nw[K], xn[T * K];
+    for (int k = 0; k < K; k++)
+        nw[k] = rnd() + (norm == 2 ? 0.0f : 1.0f);
+    for (int t = 0; t < T; t++) {
+        double ss = 0;
+        for (int k = 0; k < K; k++)
+            ss += (double)x[t * K + k] * x[t * K + k];
+        double inv = 1.0 / sqrt(ss / K + 1e-5);
+        for (int k = 0; k < K; k++)
+            xn[t * K + k] = norm ? (float)(x[t * K + k] * inv * (norm == 2 ? 1.0 + nw[k] : nw[k])) : x[t * K + k];
+    }
     if (dt == DG_DT_F32) {
         memcpy(wq, w, rb * (size_t)N);
         memcpy(uq, u, rb * (size_t)N);
@@ -49,24 +75,38 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
     snprintf(ns, sizeof ns, "%d", N + (int)row0);
     snprintf(wts, sizeof wts, "%d", (int)dt);
     snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
-    struct dg_define d[8] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
-                             {"ACT", "1"}};
+    struct dg_define d[13] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
+                              {"ACT", "1"}};
     int nd = 6;
-    if (entry_def)
+    if (norm) {
+        d[nd++] = (struct dg_define){"HAS_NORM_IN", "1"};
+        d[nd++] = (struct dg_define){"EPS", "1e-5"};
+        d[nd++] = (struct dg_define){"GEMMA", norm == 2 ? "1" : "0"};
+    }
+    if (entry_def) {
         d[nd++] = (struct dg_define){entry_def, "1"};
+    } else {
+        d[nd++] = (struct dg_define){"WG_SIZE", shapes[shape][0]};
+        d[nd++] = (struct dg_define){"ROWS_PER_WG", shapes[shape][1]};
+        d[nd++] = (struct dg_define){"RPT", shapes[shape][2]};
+    }
+    unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
     struct kt_buf b[] = {{0, x, sizeof x, NULL}, {1, wq, rb * (size_t)N, NULL}, {3, yb, sizeof(float) * T * (N + row0), y},
-                         {4, uq, rb * (size_t)N, NULL}};
+                         {4, uq, rb * (size_t)N, NULL}, {5, nw, sizeof nw, NULL}};
     uint32_t ubo[4] = {0, T, 0, 0};
-    unsigned gx = !entry_def ? (unsigned)(N + 3) / 4 : 1, gy = entry_def && !strcmp(entry_def, "MATMUL_TILED") ? 1 : T;
-    if (!kt_run(gl, "matmul.glsl", d, nd, b, glu ? 4 : 3, ubo, gx, gy, 1, row0, (uint32_t)N))
+    unsigned gx = !entry_def ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && strncmp(entry_def, "MATMUL_TILED", 12) == 0 ? 1 : T;
+    /* without GLU the up weights (binding 4) are not bound: move the norm weights into their place */
+    if (norm && !glu)
+        b[3] = b[4];
+    if (!kt_run(gl, "matmul.glsl", d, nd, b, (glu ? 4 : 3) + (norm != 0), ubo, gx, gy, 1, row0, (uint32_t)N))
         goto out;
     for (int t = 0; t < T; t++)
         for (int n = 0; n < N; n++) {
             double g = 0, a = 0;
             for (int k = 0; k < K; k++) {
-                g += (double)wd[n * K + k] * x[t * K + k];
-                a += (double)ud[n * K + k] * x[t * K + k];
+                g += (double)wd[n * K + k] * xn[t * K + k];
+                a += (double)ud[n * K + k] * xn[t * K + k];
             }
             if (glu) {
                 double c = 0.7978845608028654 * (g + 0.044715 * g * g * g);
@@ -80,8 +120,9 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
             int o = t * (N + (int)row0) + (int)row0 + n;
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
-    CHECK_MSG(worst / mx < 1e-4, "%s %s N=%d glu=%d: worst %g (max %g)", dg_dtype_info(dt)->name,
-              entry_def ? entry_def : "main", N, glu, worst, mx);
+    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s) N=%d glu=%d norm=%d: worst %g (max %g)",
+              dg_dtype_info(dt)->name, entry_def ? entry_def : "main", entry_def ? "-" : shapes[shape][0],
+              entry_def ? "-" : shapes[shape][1], entry_def ? "-" : shapes[shape][2], N, glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -97,11 +138,110 @@ DG_TEST(kp_matmul_formats_and_variants)
     if (!gl)
         return;
     const enum dg_dtype dts[] = {DG_DT_F32, DG_DT_F16, DG_DT_Q8_0, DG_DT_Q4_K, DG_DT_Q6_K, DG_DT_Q5_0};
-    const char *entries[] = {NULL, "GEMV_ROW", "MATMUL_TILED"};
+    const char *entries[] = {NULL, "GEMV_ROW", "MATMUL_TILED", "MATMUL_TILED_RB"};
     for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++)
-        for (int e = 0; e < 3; e++) {
+        for (int e = 0; e < 4; e++) {
             one(gl, dts[i], entries[e], 5, 0);
             if (e != 1)
                 one(gl, dts[i], entries[e], 1, 1);
         }
+}
+
+/* HAS_NORM_IN (the RMS norm fused into the matmul that reads it) in every entry, plain and Gemma-style,
+ * with and without GLU, against C normalizing x first. Same 1e-4 bound: the norm adds one reduction whose
+ * order differs from C's. */
+DG_TEST(kp_matmul_norm_in)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    const enum dg_dtype dts[] = {DG_DT_F16, DG_DT_Q4_K};
+    const char *entries[] = {NULL, "GEMV_ROW", "MATMUL_TILED", "MATMUL_TILED_RB"};
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++)
+        for (int e = 0; e < 4; e++)
+            for (int norm = 1; norm <= 2; norm++) {
+                one_shape(gl, dts[i], entries[e], 5, norm == 2, 0, norm);
+                if (!entries[e])
+                    one_shape(gl, dts[i], NULL, 5, norm == 1, 2, norm);
+            }
+}
+
+/* tiled_rb over several tiles in both directions (70 rows x 37 tokens with TB 32: partial tiles at both
+ * ends), with the fused norm and GLU, against C on the dequantized weights; 1e-4 relative as above. */
+static void rb_tiles(struct dg_gl *gl, enum dg_dtype dt, int glu, int norm)
+{
+    enum { N = 70, T = 37, K = 512 };
+    uint64_t rb = dg_dtype_row_bytes(dt, K);
+    float *w = malloc(sizeof(float) * N * K), *u = malloc(sizeof(float) * N * K), *wd = malloc(sizeof(float) * N * K),
+          *ud = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * T * K), *xn = malloc(sizeof(float) * T * K),
+          *y = malloc(sizeof(float) * T * N), nw[K];
+    uint8_t *wq = malloc(rb * N + 16), *uq = malloc(rb * N + 16);
+    for (int i = 0; i < N * K; i++) {
+        w[i] = rnd() * 0.5f;
+        u[i] = rnd() * 0.5f;
+    }
+    for (int i = 0; i < T * K; i++)
+        x[i] = rnd();
+    for (int k = 0; k < K; k++)
+        nw[k] = rnd() + 1.0f;
+    for (int t = 0; t < T; t++) {
+        double ss = 0;
+        for (int k = 0; k < K; k++)
+            ss += (double)x[t * K + k] * x[t * K + k];
+        double inv = 1.0 / sqrt(ss / K + 1e-5);
+        for (int k = 0; k < K; k++)
+            xn[t * K + k] = norm ? (float)(x[t * K + k] * inv * nw[k]) : x[t * K + k];
+    }
+    CHECK_OK(dg_quantize(dt, w, wq, (uint64_t)N * K));
+    CHECK_OK(dg_quantize(dt, u, uq, (uint64_t)N * K));
+    CHECK_OK(dg_dequantize(dt, wq, wd, (uint64_t)N * K));
+    CHECK_OK(dg_dequantize(dt, uq, ud, (uint64_t)N * K));
+    char ns[16], wts[8], rbs[16];
+    snprintf(ns, sizeof ns, "%d", N);
+    snprintf(wts, sizeof wts, "%d", (int)dt);
+    snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
+    struct dg_define d[] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
+                            {"ACT", "0"}, {"MATMUL_TILED_RB", "1"}, {"HAS_NORM_IN", norm ? "1" : "0"}, {"EPS", "1e-5"}};
+    struct kt_buf b[] = {{0, x, sizeof(float) * T * K, NULL}, {1, wq, rb * N + 16, NULL},
+                         {3, NULL, sizeof(float) * T * N, y}, {4, uq, rb * N + 16, NULL}, {5, nw, sizeof nw, NULL}};
+    if (!glu)
+        b[3] = b[4];
+    uint32_t ubo[4] = {0, T, 0, 0};
+    if (kt_run(gl, "matmul.glsl", d, 9, b, 4 + glu, ubo, (N + 31) / 32, (T + 31) / 32, 1, 0, N)) {
+        double worst = 0, mx = 1;
+        for (int t = 0; t < T; t++)
+            for (int n = 0; n < N; n++) {
+                double g = 0, a = 0;
+                for (int k = 0; k < K; k++) {
+                    g += (double)wd[n * K + k] * xn[t * K + k];
+                    a += (double)ud[n * K + k] * xn[t * K + k];
+                }
+                if (glu)
+                    g = g / (1 + exp(-g)) * a;
+                mx = fmax(mx, fabs(g));
+                worst = fmax(worst, fabs(g - y[t * N + n]));
+            }
+        CHECK_MSG(worst / mx < 1e-4, "tiled_rb %s glu=%d norm=%d: worst %g (max %g)", dg_dtype_info(dt)->name, glu,
+                  norm, worst, mx);
+    }
+    free(w);
+    free(u);
+    free(wd);
+    free(ud);
+    free(x);
+    free(xn);
+    free(y);
+    free(wq);
+    free(uq);
+}
+
+DG_TEST(kp_matmul_tiled_rb_tiles)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    rb_tiles(gl, DG_DT_F16, 0, 0);
+    rb_tiles(gl, DG_DT_Q4_K, 1, 1);
+    rb_tiles(gl, DG_DT_Q6_K, 0, 1);
+    rb_tiles(gl, DG_DT_Q8_0, 1, 0);
 }

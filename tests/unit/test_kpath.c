@@ -88,7 +88,7 @@ DG_TEST(kpath_validation_errors)
                  "broken.json: decode.steps[1].kernel: \"matmull\" is not in the registry (known: embed, rmsnorm");
     expect_error(&reg, "\"op\":\"matmul\"", "\"op\":\"attention\"", "decode.steps[1].op: \"attention\" is not an op of kernel matmul");
     expect_error(&reg, "\"kernel\":\"matmul\"", "\"kernel\":\"matmul\",\"entry\":\"fast\"",
-                 "decode.steps[1].entry: \"fast\" is not an entry of kernel matmul (known: main, row, tiled)");
+                 "decode.steps[1].entry: \"fast\" is not an entry of kernel matmul (known: main, row, tiled, tiled_rb)");
     expect_error(&reg, "\"ACCUMULATE\":1", "\"ACCUMULATE\":1,\"TILE\":4", "decode.steps[1].constants.TILE: not a knob");
     expect_error(&reg, "\"ACCUMULATE\":1", "\"K\":4", "constants.K: set by the executor");
     expect_error(&reg, "\"output\":\"norm_out\"", "\"output\":\"normout\"", "decode.steps[0].output[0]: \"normout\" is not a slot");
