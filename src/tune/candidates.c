@@ -1,7 +1,7 @@
 /* candidates.c: which knob sets the tuner tries per kernel on a device. On a GPU: the GEMV's rows per
  * workgroup and threads per row (main) and one invocation per row (row), norm workgroup sizes, attention
  * one workgroup per head (main) or flash-decoding splits (split). On a software rasterizer the set is kept
- * small (every candidate is a program build, slow there). Workgroup sizes never exceed the device's limit,
+ * small (every candidate is a program build, slow there). GEMV candidates also vary RPT (rows per thread). Workgroup sizes never exceed the device's limit,
  * and every value is a power of two, which the kernels' reductions require. */
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +78,17 @@ static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const c
     c->ks = ks;
 }
 
+/* The baseline's value of knob `name` into *v (left alone when the baseline does not name it). */
+static void base_knob(const struct dg_tune_target *t, const char *name, int *v)
+{
+    const struct dg_tune_knobset *b = &t->cand[0].ks;
+    for (int i = 0; i < b->n_knobs; i++) {
+        int x = 0;
+        if (!strcmp(b->knobs[i].name, name) && sscanf(b->knobs[i].value, "%d", &x) == 1 && x > 0)
+            *v = x;
+    }
+}
+
 void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps *caps, struct dg_tune_target *out)
 {
     if (out != t)
@@ -97,6 +108,15 @@ void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps 
                                            {512, 8}, {512, 16}};
             for (size_t i = 0; i < sizeof mains / sizeof mains[0]; i++)
                 add(out, caps, "main", mains[i][0], "ROWS_PER_WG", mains[i][1]);
+            /* rows per thread (each x segment applied to RPT rows) at the baseline's workgroup shape; RPT
+             * must divide ROWS_PER_WG (the kernel refuses to compile otherwise) */
+            static const int rpts[] = {1, 2, 4};
+            int wg0 = 64, rows0 = 4;
+            base_knob(t, "WG_SIZE", &wg0);
+            base_knob(t, "ROWS_PER_WG", &rows0);
+            for (int i = 0; i < 3; i++)
+                if (rows0 % rpts[i] == 0)
+                    add(out, caps, "main", wg0, "RPT", rpts[i]);
             add(out, caps, "row", 64, NULL, 0);
             add(out, caps, "row", 128, NULL, 0);
         }
