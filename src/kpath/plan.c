@@ -150,6 +150,13 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * over all NSPLIT workgroups (with 128-key blocks a 128-key context ran on one of the 8). */
         add_knob_pref(plan, "attention", "split", "CHUNK", "16");
         add_knob_pref(plan, "attention", "split", "NSPLIT", "16");
+        /* Prefill: the tiled entry with 128 threads of 16 tokens each, measured on the H200 (Llama-3.2-1B
+         * shape Q4_K_M, pp512): 3274 tok/s at the defaults (64 x 8), 3633 at 128 x 8, 4621 at 128 x 16,
+         * 4529 at 256 x 16, 3764 at 64 x 16; TM 32 with KS 512 exceeds the shared memory. */
+        add_knob_pref(plan, "matmul", "tiled", "WG_SIZE", "128");
+        add_knob_pref(plan, "matmul", "tiled", "TM", "16");
+        add_knob_pref(plan, "ffn_gate_up", "tiled", "WG_SIZE", "128");
+        add_knob_pref(plan, "ffn_gate_up", "tiled", "TM", "16");
         /* Prefill stays on `tiled`: on the H200 the register-blocked tiled_rb (64 x 64 tiles, 256
          * threads) reached pp512 2582 tok/s on the Llama-3.2-1B Q4_K_M shape against tiled's 3403, and
          * 4362 against 5167 on F16 (32 x 32 tiles: 1255 / 1720); its single-buffered slabs leave the

@@ -1063,6 +1063,12 @@ dg_status dg_exec_forward_gpu_token(struct dg_exec *ex)
     return run_pass(ex, NULL, 1, NULL, NULL, 0, 1);
 }
 
+int64_t dg_exec_slot_width(const struct dg_exec *ex, const char *name)
+{
+    struct slot *s = slot_find((struct dg_exec *)ex, name);
+    return s ? s->width : 0;
+}
+
 const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name)
 {
     struct slot *s = slot_find((struct dg_exec *)ex, name);

@@ -47,6 +47,8 @@ dg_status dg_exec_forward_gpu_token(struct dg_exec *ex);
 /* A slot's buffer ("logits": rows of vocab f32 for the last pass; "token_ids": the pass's input ids), or
  * NULL when the path has no such slot. */
 const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name);
+/* Elements per token of a slot (its buffer may be larger: pool size classes), 0 when there is none. */
+int64_t dg_exec_slot_width(const struct dg_exec *ex, const char *name);
 /* The ids chosen by the path's sampling steps for the last forward (token_out slot), n values. */
 dg_status dg_exec_read_tokens(struct dg_exec *ex, uint32_t *ids, int n);
 void dg_exec_reset(struct dg_exec *ex); /* position back to 0 */

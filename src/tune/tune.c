@@ -217,10 +217,12 @@ static dg_status run_verify(struct ctx *c, struct dg_exec *ex, const char *slot,
     const struct dg_buffer *b = dg_exec_slot(ex, slot);
     if (!b)
         return dg_fail(DG_E_INTERNAL, "tune: slot %s not allocated", slot);
-    /* rows of `width` floats for max_batch tokens, rounded up to 16 bytes */
-    int w = (int)(b->size / 4 / (uint64_t)dg_exec_max_batch(ex));
-    if (w <= 0)
+    /* row 0 only: the buffer itself comes from a pool size class and may hold more than the slot's
+     * max_batch rows, so its size does not give the row width */
+    int64_t w64 = dg_exec_slot_width(ex, slot);
+    if (w64 <= 0 || (uint64_t)w64 * 4 > b->size)
         return dg_fail(DG_E_INTERNAL, "tune: slot %s is empty", slot);
+    int w = (int)w64;
     float *v = malloc((size_t)w * 4);
     if (!v)
         return dg_fail(DG_E_NOMEM, "tune: out of memory");
