@@ -60,7 +60,7 @@ def norm(w, inp, out, op="rmsnorm", acc=False, bias=False):
         s["constants"] = {"ACCUMULATE": 1}
     return s
 
-def layer_steps(f, fused):
+def layer_steps(f, fused, prefill=False):
     ln = f.get("layernorm", False)
     st = [norm(L + "input_layernorm", "hidden_state", "norm_out", bias=ln)]
     for p, slot in (("q", "q"), ("k", "k"), ("v", "v")):
@@ -93,10 +93,13 @@ def layer_steps(f, fused):
                      bias=(L + "self_attn.o_proj.bias") if f.get("o_bias") else None))
         st.append(norm(L + "post_attention_layernorm", "hidden_state", "norm_out", bias=ln))
     if f.get("moe"):
-        return st + moe_steps(f, fused)
+        return st + moe_steps(f, fused, prefill)
     return st + ffn_steps(f, fused)
 
-def moe_steps(f, fused):
+def moe_steps(f, fused, prefill=False):
+    """Decode: each token's k experts (moe_gate_up, moe_down with the combine fused). Prefill: expert-major
+    (moe_group lists each expert's tokens; the grouped kernels read an expert's rows once per TB of them;
+    moe_combine adds the weighted outputs into the residual)."""
     eb = f.get("expert_bias", False)
     r = mm(L + "mlp.router", "norm_out", "router_logits", bias=(L + "mlp.router.bias") if f.get("router_bias") else None,
            role="router")
@@ -111,6 +114,15 @@ def moe_steps(f, fused):
            "output": "moe_act", "role": "experts_gate_up"},
           {"op": "moe_down", "kernel": "moe_down", "weights": dw, "input": ["moe_act", "hidden_state", "moe_sel"],
            "output": "hidden_state", "role": "experts_down"}]
+    if prefill:
+        st[2:] = [
+          {"op": "moe_group", "kernel": "moe_group", "input": "moe_sel", "output": "moe_groups", "role": "experts_group"},
+          {"op": "moe_gate_up", "kernel": "moe_gate_up_grouped", "weights": gw, "input": ["norm_out", "moe_groups"],
+           "output": "moe_act", "role": "experts_gate_up"},
+          {"op": "moe_down", "kernel": "moe_down_grouped", "weights": dw, "input": ["moe_act", "moe_groups"],
+           "output": "moe_out", "role": "experts_down"},
+          {"op": "moe_combine", "kernel": "moe_combine", "input": ["moe_out", "hidden_state", "moe_sel"],
+           "output": "hidden_state", "role": "experts_combine"}]
     for s in st:
         s["layers"] = "moe"
     if f.get("dense_layers"):
@@ -156,6 +168,7 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
+        **({"prefill": {"steps": layer_steps(f, w["fused"], prefill=True)}} if f.get("moe") else {}),
         "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }

@@ -35,6 +35,8 @@ static const struct dg_kp_slot_info slots[] = {
     {"router_logits", "[T, experts]: MoE router logits"},
     {"moe_sel", "[T, 2*top_k]: selected expert ids (uint) and gate weights, written on the GPU"},
     {"moe_act", "[T, top_k, moe_intermediate]: activated inputs of the selected experts' down projections"},
+    {"moe_groups", "[experts] counts, then [experts, T] (token, slot) pairs per expert: prefill's grouping"},
+    {"moe_out", "[T, top_k, hidden]: the selected experts' down projections (prefill, before the combine)"},
     {NULL, NULL},
 };
 
