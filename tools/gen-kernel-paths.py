@@ -27,7 +27,6 @@ FAMILIES = {
                       layernorm=True, lm_head_bias=True,
                       desc="PhiMoE (LayerNorm with bias, attention and LM-head biases, sparsemixer top-2 routing)"),
 }
-MOE_FORMATS = ("f32", "f16-native", "q8_0")
 
 FORMATS = {
     "f32":             dict(wf="f32",  fused=True,  desc="weights as f32 (BF16/F16 converted at load)"),
@@ -36,6 +35,8 @@ FORMATS = {
     "q4k-fused":       dict(wf="q4_k", fused=True,  desc="Q4_K(_M) weights dequantized inside the GEMV, fused kernels", fallback="q4k-dequant-f16"),
     "q4k-dequant-f16": dict(wf="f16",  fused=False, desc="Q4_K weights dequantized to f16 at load, unfused kernels (the safe fallback)"),
     "q4k-dequant-f32": dict(wf="f32",  fused=False, desc="Q4_K weights dequantized to f32 at load, unfused kernels (debugging)"),
+    # GPT-OSS as it ships: MXFP4 experts read in their blocks by the expert kernels, every other matrix f16
+    "mxfp4":           dict(wf="mxfp4", fused=True, desc="MXFP4 expert weights read as-is (E2M1 values, E8M0 block scales), other matrices as f16", only=("gpt_oss",)),
 }
 
 L = "layer.{L}."
@@ -180,8 +181,8 @@ os.makedirs("kernel-paths", exist_ok=True)
 n = 0
 for fam in FAMILIES:
     for fmt in FORMATS:
-        if FAMILIES[fam].get("moe") and fmt not in MOE_FORMATS:
-            continue  # Q4_K expert paths: not yet
+        if "only" in FORMATS[fmt] and fam not in FORMATS[fmt]["only"]:
+            continue
         p = path(fam, fmt)
         with open(f"kernel-paths/{p['id']}.json", "w") as fh:
             json.dump(p, fh, indent=1)

@@ -41,6 +41,9 @@ const char *dg_cli_model_weight_format(const struct dg_model *m)
     /* a Q4_K_M mix is mostly q4_k with some q6_k / q5_0: any q4_k makes it a q4_k model */
     if (count[DG_DT_Q4_K] > 0)
         best = DG_DT_Q4_K;
+    /* GPT-OSS ships its experts in MXFP4 and the rest in BF16: keep the experts in their blocks */
+    else if (count[DG_DT_MXFP4] > 0)
+        best = DG_DT_MXFP4;
     return dg_dtype_info((enum dg_dtype)best)->name;
 }
 

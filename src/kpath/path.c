@@ -590,13 +590,13 @@ dg_status dg_kpath_parse(const char *file, const char *json, const struct dg_kp_
     }
     if (!out->weight_format[0])
         strcpy(out->weight_format, "f32");
-    static const char *const wf[] = {"f32", "f16", "q8_0", "q4_k", "q6_k", "q5_0", NULL};
+    static const char *const wf[] = {"f32", "f16", "q8_0", "q4_k", "q6_k", "q5_0", "mxfp4", NULL};
     bool wf_ok = false;
     for (int i = 0; wf[i]; i++)
         wf_ok |= strcmp(wf[i], out->weight_format) == 0;
     if (!wf_ok) {
-        st = dg_fail(DG_E_FORMAT, "%s: weightFormat: \"%s\" is not supported (known: f32, f16, q8_0, q4_k, q6_k, q5_0)",
-                     file, out->weight_format);
+        st = dg_fail(DG_E_FORMAT, "%s: weightFormat: \"%s\" is not supported (known: f32, f16, q8_0, q4_k, q6_k, "
+                     "q5_0, mxfp4)", file, out->weight_format);
         goto out;
     }
     if (strcmp(out->kv_dtype, "f16") != 0 && strcmp(out->kv_dtype, "f32") != 0) {

@@ -328,6 +328,8 @@ dg_status dg_kplan_choose_path(const struct dg_kplan *plan, const char *family, 
         suffix = "f16-native";
     else if (strcmp(weight_dtype, "q8_0") == 0)
         suffix = "q8_0";
+    else if (strcmp(weight_dtype, "mxfp4") == 0)
+        suffix = "mxfp4";
     else if (strcmp(weight_dtype, "q4_k") == 0) {
         const char *s = plan->q4k_strategy.value;
         why = plan->q4k_strategy.src;

@@ -18,33 +18,45 @@ static bool load_reg(struct dg_kp_registry *r)
 static const char *families[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"};
 static const char *formats[] = {"f32", "f16-native", "q8_0", "q4k-fused", "q4k-dequant-f16", "q4k-dequant-f32"};
 
+static const char *moe_families[] = {"mixtral", "qwen3_moe", "gpt_oss", "phimoe"};
+
+static void validate_path(const struct dg_kp_registry *reg, const char *id)
+{
+    struct dg_kp_caps caps = {false, true, 1024, 32768};
+    char file[1200];
+    CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
+    struct dg_kpath p;
+    dg_status st = dg_kpath_load(file, reg, &caps, &p);
+    CHECK_MSG(st == DG_OK, "%s: %s", id, dg_last_error());
+    if (st)
+        return;
+    CHECK(!strcmp(p.id, id));
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+    for (int prefill = 0; prefill < 2; prefill++) {
+        struct dg_kp_resolved r;
+        st = dg_kplan_resolve(&plan, reg, NULL, &p, prefill, &r);
+        CHECK_MSG(st == DG_OK, "%s resolve (%s): %s", id, prefill ? "prefill" : "decode", dg_last_error());
+        if (!st)
+            dg_kp_resolved_free(&r);
+    }
+    dg_kpath_free(&p);
+}
+
+/* The 67 built-in paths: 7 dense and 4 MoE families x 6 formats, and gpt_oss-mxfp4. */
 DG_TEST(kpath_builtin_paths_validate)
 {
     struct dg_kp_registry reg;
     if (!load_reg(&reg))
         return;
-    struct dg_kp_caps caps = {false, true, 1024, 32768};
-    for (int f = 0; f < 7; f++)
+    char id[64];
+    for (int f = 0; f < 11; f++)
         for (int w = 0; w < 6; w++) {
-            char id[64], file[1200];
-            snprintf(id, sizeof id, "%s-%s", families[f], formats[w]);
-            CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
-            struct dg_kpath p;
-            dg_status st = dg_kpath_load(file, &reg, &caps, &p);
-            CHECK_MSG(st == DG_OK, "%s: %s", id, dg_last_error());
-            if (st)
-                continue;
-            CHECK(!strcmp(p.id, id));
-            struct dg_kplan plan;
-            dg_kplan_init(&plan);
-            CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
-            struct dg_kp_resolved r;
-            st = dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r);
-            CHECK_MSG(st == DG_OK, "%s resolve: %s", id, dg_last_error());
-            if (!st)
-                dg_kp_resolved_free(&r);
-            dg_kpath_free(&p);
+            snprintf(id, sizeof id, "%s-%s", f < 7 ? families[f] : moe_families[f - 7], formats[w]);
+            validate_path(&reg, id);
         }
+    validate_path(&reg, "gpt_oss-mxfp4");
     dg_kp_registry_free(&reg);
 }
 
