@@ -136,6 +136,74 @@ DG_TEST(kpath_capability_check)
     dg_kp_registry_free(&reg);
 }
 
+/* layerPipeline reorders a layer's steps by role: an array applies to both phases; an object gives decode
+ * and prefill their own lists (MoE paths' prefill has other steps); a list that does not match the
+ * section's steps is an error naming the field. */
+static void role_order(const struct dg_kp_resolved *r, char *out, size_t n)
+{
+    out[0] = 0;
+    for (int i = 0; i < r->sec[1].n_steps; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? "," : "", r->sec[1].steps[i].role);
+}
+
+DG_TEST(kpath_layer_pipeline)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath p;
+    char file[1200], order[1024];
+    CHECK_OK(dg_kpath_resolve_file("mixtral-f32", file, sizeof file));
+    if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
+        CHECK_MSG(false, "%s", dg_last_error());
+        dg_kp_registry_free(&reg);
+        return;
+    }
+    static const char dec[] = "[\"input_layernorm\",\"k_proj\",\"q_proj\",\"v_proj\",\"rope_kv\",\"attention\","
+                              "\"o_proj\",\"post_attention_layernorm\",\"router\",\"moe_route\",\"experts_gate_up\","
+                              "\"experts_down\"]";
+    static const char pre[] = "[\"input_layernorm\",\"q_proj\",\"v_proj\",\"k_proj\",\"rope_kv\",\"attention\","
+                              "\"o_proj\",\"post_attention_layernorm\",\"router\",\"moe_route\",\"experts_group\","
+                              "\"experts_gate_up\",\"experts_down\",\"experts_combine\"]";
+    char json[2048];
+    struct dg_kplan plan;
+    struct dg_kp_resolved r;
+    /* one array: fits decode, not prefill (which has the grouping and combine steps) */
+    dg_kplan_init(&plan);
+    snprintf(json, sizeof json, "{\"layerPipeline\":%s}", dec);
+    CHECK_OK(dg_kplan_apply_json(&plan, json, "cli"));
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,k_proj,q_proj,v_proj,", 37), "decode order %s", order);
+    dg_kp_resolved_free(&r);
+    CHECK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r) == DG_E_FORMAT);
+    CHECK_MSG(strstr(dg_last_error(), "layerPipeline (cli) names 12 steps; prefill.steps has 14"), "%s",
+              dg_last_error());
+    /* per phase */
+    dg_kplan_init(&plan);
+    snprintf(json, sizeof json, "{\"layerPipeline\":{\"decode\":%s,\"prefill\":%s}}", dec, pre);
+    CHECK_OK(dg_kplan_apply_json(&plan, json, "cli"));
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,k_proj,q_proj,", 30), "decode order %s", order);
+    dg_kp_resolved_free(&r);
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,q_proj,v_proj,k_proj,", 37) && strstr(order, "experts_combine"),
+              "prefill order %s", order);
+    dg_kp_resolved_free(&r);
+    /* errors name the field */
+    CHECK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":{\"decodes\":[]}}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "layerPipeline.decodes: unknown field (known: decode, prefill)") != NULL);
+    CHECK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":{\"prefill\":[1]}}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "layerPipeline.prefill[0]: expected a step role") != NULL);
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":[\"q_proj\"]}", "cli"));
+    CHECK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r) == DG_E_FORMAT);
+    dg_kpath_free(&p);
+    dg_kp_registry_free(&reg);
+}
+
 static bool veto_all(void *ctx, const char *id, char *reason, size_t n)
 {
     (void)ctx;
