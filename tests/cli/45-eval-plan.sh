@@ -2,7 +2,7 @@
 # 45-eval-plan.sh: `eval` with --tokens IDS and FILE, --logits-out / --hidden-out (sizes, and the llama
 # fixture's logits against transformers'), --decode, -c overflow and out-of-vocabulary ids as clear usage
 # errors, a hand-broken kernel path file giving the validation error in its documented form, and
-# --print-plan naming who set each choice (profile, config, command line).
+# --print-plan naming who set each choice (profile, config, command line, the model manifest's default).
 # Usage: 45-eval-plan.sh BINARY
 set -u
 bin=$1
@@ -85,4 +85,21 @@ grep -q "variants.attention.decode split  *(config" "$tmp/plan.txt" || fail "att
 grep -q "(profile safe)" "$tmp/plan.txt" || fail "no choice from the profile"
 grep -q "attention/split" "$tmp/plan.txt" || fail "the resolved steps do not show the split attention"
 grep -q "KV cache: f16" "$tmp/plan.txt" || fail "KV cache dtype"
+# a converted model's manifest names its default path (inference.kernelPath): used when nothing else chose
+# one; a path this build lacks falls back with a warning; a file name instead of an id is a load error
+"$bin" convert "$m" "$tmp/cv" --quantize f16 --no-progress > /dev/null || fail "convert"
+grep -q '"kernelPath":.*"llama-f16-native"' "$tmp/cv/manifest.json" || fail "convert wrote no inference.kernelPath"
+sed -i 's/"kernelPath":[^"]*"[^"]*"/"kernelPath": "llama-f32"/' "$tmp/cv/manifest.json"
+"$bin" eval -m "$tmp/cv" --tokens 1,2 --print-plan > "$tmp/plan.txt" || fail "--print-plan (manifest)"
+grep -q "kernelPath  *llama-f32  *(model manifest)" "$tmp/plan.txt" || fail "manifest path: $(grep kernelPath "$tmp/plan.txt")"
+"$bin" eval -m "$tmp/cv" --tokens 1,2 --kernel-path llama-f16-native --print-plan > "$tmp/plan.txt" || fail "plan"
+grep -q "kernelPath  *llama-f16-native  *(cli)" "$tmp/plan.txt" || fail "the command line must beat the manifest"
+sed -i 's/"kernelPath": "llama-f32"/"kernelPath": "llama-nosuch"/' "$tmp/cv/manifest.json"
+"$bin" eval -m "$tmp/cv" --tokens 1,2 --print-plan > "$tmp/plan.txt" 2> "$tmp/err" || fail "missing manifest path"
+grep -q "names kernel path llama-nosuch, which this build does not have" "$tmp/err" || fail "no warning: $(cat "$tmp/err")"
+grep -q "kernelPath  *llama-f16-native  *(default for the weights)" "$tmp/plan.txt" || fail "no fallback to the default"
+sed -i 's|"kernelPath": "llama-nosuch"|"kernelPath": "../../x.json"|' "$tmp/cv/manifest.json"
+"$bin" eval -m "$tmp/cv" --tokens 1,2 2> "$tmp/err"; rc=$?
+[ $rc -eq 1 ] || fail "a file name as inference.kernelPath: exit $rc, expected 1"
+grep -q "manifest.json: inference.kernelPath: expected a built-in kernel path id" "$tmp/err" || fail "$(cat "$tmp/err")"
 echo "ok"
