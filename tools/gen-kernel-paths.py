@@ -36,7 +36,8 @@ FORMATS = {
     "q4k-dequant-f16": dict(wf="f16",  fused=False, desc="Q4_K weights dequantized to f16 at load, unfused kernels (the safe fallback)"),
     "q4k-dequant-f32": dict(wf="f32",  fused=False, desc="Q4_K weights dequantized to f32 at load, unfused kernels (debugging)"),
     # GPT-OSS as it ships: MXFP4 experts read in their blocks by the expert kernels, every other matrix f16
-    "mxfp4":           dict(wf="mxfp4", fused=True, desc="MXFP4 expert weights read as-is (E2M1 values, E8M0 block scales), other matrices as f16", only=("gpt_oss",)),
+    "mxfp4":           dict(wf="mxfp4", fused=True, desc="MXFP4 expert weights read as-is (E2M1 values, E8M0 block scales), other matrices as f16",
+                           fallback="q4k-dequant-f16", only=("gpt_oss",)),  # unfused, experts dequantized to f16
 }
 
 L = "layer.{L}."
