@@ -1,6 +1,7 @@
 /* test_moe.c: the four mixture-of-experts fixture families (Mixtral, Qwen3-MoE, GPT-OSS, PhiMoE) through
  * their built-in kernel paths against the transformers logits, both ways (prefill 12 + 28 decodes, one
- * prefill of 40); the poison test (decode reads only the experts the GPU router selects); and the MXFP4
+ * prefill of 40); the poison tests (decode, and the grouped prefill of two tokens, read only the experts the
+ * GPU router selects); stacked expert tensors split into SSBO ranges; moe_group's lists; and the MXFP4
  * GPU dequant against the CPU reference.
  *
  * Tolerances (relative to max(1, max |logit|) of each position), as test_dense.c:
@@ -258,14 +259,14 @@ static void free_copy(struct dg_model *c, void **bufs, int nb)
     free(c->tensors);
 }
 
-/* CPU reference logits of one token at position 0 on `m`. */
-static bool cpu_logits(const struct dg_model *m, int32_t tok, float *lg)
+/* CPU reference logits [n][vocab] of tokens at positions 0.. on `m`. */
+static bool cpu_logits(const struct dg_model *m, const int32_t *tok, int n, float *lg)
 {
     struct dg_cpu_model *c = NULL;
     if (dg_cpu_init(m, 4, &c) != DG_OK)
         return false;
     dg_cpu_set_bf16_buffers(c, true);
-    bool ok = dg_cpu_forward(c, &tok, 1, lg, NULL) == DG_OK;
+    bool ok = dg_cpu_forward(c, tok, n, lg, NULL) == DG_OK;
     dg_cpu_free(c);
     return ok;
 }
@@ -278,7 +279,9 @@ static bool all_finite(const float *v, int n)
     return true;
 }
 
-static void poison_family(int fi)
+/* n = 1: the decode dispatch list (one token). n = 2: the prefill list (grouped by expert), where an expert
+ * neither token chose must not be read either. */
+static void poison_family(int fi, int n)
 {
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
@@ -289,17 +292,17 @@ static void poison_family(int fi)
         return;
     const struct dg_hparams *hp = &m.hp;
     const int V = hp->vocab, E = hp->n_experts;
-    const int32_t tok = 81; /* a fixed single token (the fixtures' second prompt token) */
+    const int32_t toks[2] = {81, 213}; /* fixed tokens (the fixtures' second and third prompt tokens) */
     static bool poison[DG_MAX_LAYERS][MAXE], used_tab[DG_MAX_LAYERS][MAXE];
     memset(used_tab, 0, sizeof used_tab);
-    float *clean = malloc((size_t)V * 4), *lg = malloc((size_t)V * 4);
+    float *clean = malloc((size_t)V * 4 * 2), *lg = malloc((size_t)V * 4 * 2);
     struct dg_model pm;
     void **bufs = NULL;
     int nb = 0;
     CHECK(E <= MAXE && clean && lg);
     if (E > MAXE || !clean || !lg)
         goto out;
-    CHECK(cpu_logits(&m, tok, clean) && all_finite(clean, V));
+    CHECK(cpu_logits(&m, toks, n, clean) && all_finite(clean, n * V));
     /* which experts does the CPU reference pick? poison one at a time: NaN logits mean it was read */
     int picked_total = 0, moe_layers = 0;
     for (int L = 0; L < hp->n_layers; L++) {
@@ -310,16 +313,17 @@ static void poison_family(int fi)
         for (int e = 0; e < E; e++) {
             memset(poison, 0, sizeof poison);
             poison[L][e] = true;
-            bool ok = poisoned_copy(&m, poison, &pm, &bufs, &nb) && cpu_logits(&pm, tok, lg);
+            bool ok = poisoned_copy(&m, poison, &pm, &bufs, &nb) && cpu_logits(&pm, toks, n, lg);
             free_copy(&pm, bufs, nb);
             CHECK(ok);
             if (!ok)
                 goto out;
-            bool used = !all_finite(lg, V);
+            bool used = !all_finite(lg, n * V);
             picked += used;
             used_tab[L][e] = used;
         }
-        CHECK_MSG(picked == hp->n_experts_used, "%s layer %d: %d experts read, expected %d", moe_dirs[fi], L, picked,
+        CHECK_MSG(n == 1 ? picked == hp->n_experts_used : picked >= hp->n_experts_used && picked <= n * hp->n_experts_used,
+                  "%s layer %d: %d experts read by %d tokens choosing %d each", moe_dirs[fi], L, picked, n,
                   hp->n_experts_used);
         picked_total += picked;
     }
@@ -335,8 +339,8 @@ static void poison_family(int fi)
         goto out;
     }
     /* the CPU reference on the poisoned model is still the clean result */
-    CHECK(cpu_logits(&pm, tok, lg) && all_finite(lg, V));
-    /* the GPU decode (one token: the decode dispatch list) on the poisoned weights */
+    CHECK(cpu_logits(&pm, toks, n, lg) && all_finite(lg, n * V));
+    /* the GPU run (one token: the decode dispatch list; two: the prefill list) on the poisoned weights */
     const struct dg_kp_registry *rg = conf_registry();
     const struct dg_gl_caps *gc = dg_gl_caps(gl);
     struct dg_kp_caps kc = {gc->subgroup, gc->is_software, gc->max_invocations, gc->max_shared_memory};
@@ -353,12 +357,12 @@ static void poison_family(int fi)
         dg_status st = dg_exec_create(gl, &pm, &plan, rg, &p, &opt, &ex);
         CHECK_MSG(st == DG_OK, "%s", dg_last_error());
         if (!st) {
-            memset(lg, 0, (size_t)V * 4);
-            CHECK_OK(dg_exec_forward(ex, &tok, 1, lg, NULL));
-            CHECK_MSG(all_finite(lg, V), "%s: poisoned (unselected) experts reached the output", moe_dirs[fi]);
-            double w = conf_worst(lg, clean, 1, V, NULL);
-            printf("    %-12s poisoned %d of %d experts: GPU decode finite, worst relative error %.2e\n", moe_dirs[fi],
-                   moe_layers * E - picked_total, moe_layers * E, w);
+            memset(lg, 0, (size_t)V * 4 * 2);
+            CHECK_OK(dg_exec_forward(ex, toks, n, lg, NULL));
+            CHECK_MSG(all_finite(lg, n * V), "%s: poisoned (unselected) experts reached the output", moe_dirs[fi]);
+            double w = conf_worst(lg, clean, n, V, NULL);
+            printf("    %-12s poisoned %d of %d experts: GPU %s finite, worst relative error %.2e\n", moe_dirs[fi],
+                   moe_layers * E - picked_total, moe_layers * E, n == 1 ? "decode" : "prefill of 2 (grouped)", w);
             CHECK_MSG(w <= 1e-3, "%s poisoned: worst error %.3e", moe_dirs[fi], w);
             struct dg_exec_stats es;
             dg_exec_stats(ex, &es);
@@ -376,10 +380,14 @@ out:
     dg_model_close(&m);
 }
 
-DG_TEST(conf_moe_poison_mixtral) { poison_family(0); }
-DG_TEST(conf_moe_poison_qwen3_moe) { poison_family(1); }
-DG_TEST(conf_moe_poison_gpt_oss) { poison_family(2); }
-DG_TEST(conf_moe_poison_phimoe) { poison_family(3); }
+DG_TEST(conf_moe_poison_mixtral) { poison_family(0, 1); }
+DG_TEST(conf_moe_poison_qwen3_moe) { poison_family(1, 1); }
+DG_TEST(conf_moe_poison_gpt_oss) { poison_family(2, 1); }
+DG_TEST(conf_moe_poison_phimoe) { poison_family(3, 1); }
+DG_TEST(conf_moe_poison_prefill_mixtral) { poison_family(0, 2); }
+DG_TEST(conf_moe_poison_prefill_qwen3_moe) { poison_family(1, 2); }
+DG_TEST(conf_moe_poison_prefill_gpt_oss) { poison_family(2, 2); }
+DG_TEST(conf_moe_poison_prefill_phimoe) { poison_family(3, 2); }
 
 /* ---- MXFP4: GPU dequant (matmul.glsl, WTYPE MXFP4) against dg_dequantize ---- */
 
