@@ -27,7 +27,6 @@ FAMILIES = {
                       layernorm=True, lm_head_bias=True,
                       desc="PhiMoE (LayerNorm with bias, attention and LM-head biases, sparsemixer top-2 routing)"),
 }
-MOE_FORMATS = ("f32", "f16-native", "q8_0")
 
 FORMATS = {
     "f32":             dict(wf="f32",  fused=True,  desc="weights as f32 (BF16/F16 converted at load)"),
@@ -36,6 +35,9 @@ FORMATS = {
     "q4k-fused":       dict(wf="q4_k", fused=True,  desc="Q4_K(_M) weights dequantized inside the GEMV, fused kernels", fallback="q4k-dequant-f16"),
     "q4k-dequant-f16": dict(wf="f16",  fused=False, desc="Q4_K weights dequantized to f16 at load, unfused kernels (the safe fallback)"),
     "q4k-dequant-f32": dict(wf="f32",  fused=False, desc="Q4_K weights dequantized to f32 at load, unfused kernels (debugging)"),
+    # GPT-OSS as it ships: MXFP4 experts read in their blocks by the expert kernels, every other matrix f16
+    "mxfp4":           dict(wf="mxfp4", fused=True, desc="MXFP4 expert weights read as-is (E2M1 values, E8M0 block scales), other matrices as f16",
+                           fallback="q4k-dequant-f16", only=("gpt_oss",)),  # unfused, experts dequantized to f16
 }
 
 L = "layer.{L}."
@@ -69,7 +71,7 @@ def fuse_norm(f, fused):
     by every workgroup of every matmul that reads it."""
     return fused and not f.get("layernorm", False)
 
-def layer_steps(f, fused, fuse_norms=None):
+def layer_steps(f, fused, fuse_norms=None, prefill=False):
     ln = f.get("layernorm", False)
     if fuse_norms is None:
         fuse_norms = fuse_norm(f, fused)
@@ -110,10 +112,13 @@ def layer_steps(f, fused, fuse_norms=None):
         else:
             return st + ffn_steps(f, fused, xin="hidden_state", norm_in=L + "post_attention_layernorm")
     if f.get("moe"):
-        return st + moe_steps(f, fused)
+        return st + moe_steps(f, fused, prefill)
     return st + ffn_steps(f, fused)
 
-def moe_steps(f, fused):
+def moe_steps(f, fused, prefill=False):
+    """Decode: each token's k experts (moe_gate_up, moe_down with the combine fused). Prefill: expert-major
+    (moe_group lists each expert's tokens; the grouped kernels read an expert's rows once per TB of them;
+    moe_combine adds the weighted outputs into the residual)."""
     eb = f.get("expert_bias", False)
     r = mm(L + "mlp.router", "norm_out", "router_logits", bias=(L + "mlp.router.bias") if f.get("router_bias") else None,
            role="router")
@@ -128,6 +133,15 @@ def moe_steps(f, fused):
            "output": "moe_act", "role": "experts_gate_up"},
           {"op": "moe_down", "kernel": "moe_down", "weights": dw, "input": ["moe_act", "hidden_state", "moe_sel"],
            "output": "hidden_state", "role": "experts_down"}]
+    if prefill:
+        st[2:] = [
+          {"op": "moe_group", "kernel": "moe_group", "input": "moe_sel", "output": "moe_groups", "role": "experts_group"},
+          {"op": "moe_gate_up", "kernel": "moe_gate_up_grouped", "weights": gw, "input": ["norm_out", "moe_groups"],
+           "output": "moe_act", "role": "experts_gate_up"},
+          {"op": "moe_down", "kernel": "moe_down_grouped", "weights": dw, "input": ["moe_act", "moe_groups"],
+           "output": "moe_out", "role": "experts_down"},
+          {"op": "moe_combine", "kernel": "moe_combine", "input": ["moe_out", "hidden_state", "moe_sel"],
+           "output": "hidden_state", "role": "experts_combine"}]
     for s in st:
         s["layers"] = "moe"
     if f.get("dense_layers"):
@@ -177,7 +191,8 @@ def path(fam, fmt):
         "preLayer": [{"op": "embed", "kernel": "embed", "weights": {"table": "embed_tokens"},
                       "input": "token_ids", "output": "hidden_state"}],
         "decode": {"steps": layer_steps(f, w["fused"])},
-        **({"prefill": {"steps": layer_steps(f, w["fused"], fuse_norms=False)}} if fuse_norm(f, w["fused"]) else {}),
+        **({"prefill": {"steps": layer_steps(f, w["fused"], fuse_norms=False, prefill=True)}}
+           if f.get("moe") or fuse_norm(f, w["fused"]) else {}),
         "postLayer": [norm("norm", "hidden_state", "norm_out", bias=f.get("layernorm", False)), head],
         "sampling": [{"op": "argmax", "kernel": "argmax", "input": "logits", "output": "token_out"}],
     }
@@ -189,8 +204,8 @@ os.makedirs("kernel-paths", exist_ok=True)
 n = 0
 for fam in FAMILIES:
     for fmt in FORMATS:
-        if FAMILIES[fam].get("moe") and fmt not in MOE_FORMATS:
-            continue  # Q4_K expert paths: not yet
+        if "only" in FORMATS[fmt] and fam not in FORMATS[fmt]["only"]:
+            continue
         p = path(fam, fmt)
         with open(f"kernel-paths/{p['id']}.json", "w") as fh:
             json.dump(p, fh, indent=1)

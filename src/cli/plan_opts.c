@@ -1,10 +1,12 @@
 /* plan_opts.c: see plan_opts.h. */
 #include "cli/plan_opts.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/common.h"
 #include "compat/compat.h"
+#include "core/log.h"
 #include "tune/tune.h"
 
 int dg_cli_plan_option(const char *cmd, int argc, char **argv, int *i, struct dg_cli_plan_opts *o)
@@ -42,6 +44,9 @@ const char *dg_cli_model_weight_format(const struct dg_model *m)
     /* a Q4_K_M mix is mostly q4_k with some q6_k / q5_0: any q4_k makes it a q4_k model */
     if (count[DG_DT_Q4_K] > 0)
         best = DG_DT_Q4_K;
+    /* GPT-OSS ships its experts in MXFP4 and the rest in BF16: keep the experts in their blocks */
+    else if (count[DG_DT_MXFP4] > 0)
+        best = DG_DT_MXFP4;
     return dg_dtype_info((enum dg_dtype)best)->name;
 }
 
@@ -64,6 +69,23 @@ dg_status dg_cli_plan_build(const struct dg_cli_plan_opts *o, const struct dg_gl
         return st;
     if (o->kernel_path)
         dg_kp_choice_set(&plan->kernel_path, o->kernel_path, "cli");
+    /* A model may name its default path (manifest inference.kernelPath): it replaces the default for the
+     * weights when nothing chose a path (nor, for Q4_K weights, a Q4_K strategy), and is skipped with a
+     * warning when this build has no such path. */
+    bool q4k_chosen = !strcmp(dg_cli_model_weight_format(m), "q4_k") && plan->q4k_strategy.value[0] &&
+                      strcmp(plan->q4k_strategy.value, "auto") != 0;
+    if (!plan->kernel_path.value[0] && m->kernel_path[0] && !q4k_chosen) {
+        char file[1200];
+        FILE *f = dg_kpath_resolve_file(m->kernel_path, file, sizeof file) == DG_OK ? fopen(file, "r") : NULL;
+        if (f) {
+            fclose(f);
+            dg_kp_choice_set(&plan->kernel_path, m->kernel_path, "model manifest");
+        } else {
+            dg_clear_error();
+            dg_warn_once("manifest-path", "%s names kernel path %s, which this build does not have; using the default "
+                         "for the weights", m->path, m->kernel_path);
+        }
+    }
     /* The checker only runs if the plan ends up choosing a fused path (it installs the plan's veto hook). */
     dg_compat_apply(m, plan, o->force_fused);
     st = dg_kplan_load_path(plan, reg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), path);

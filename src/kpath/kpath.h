@@ -233,8 +233,10 @@ struct dg_kplan {
     struct dg_kp_choice kv_dtype;      /* f16 | f32 */
     struct dg_kp_opvariants variants[DG_KP_MAX_VARIANTS];
     int n_variants;
-    char layer_pipeline[32][DG_KP_NAME]; /* per-layer step order, by step role; empty = path order */
-    int n_layer_pipeline;
+    /* per-layer step order, by step role, for decode [0] and prefill [1] (a path's prefill steps may differ,
+     * as MoE paths' do); empty = path order */
+    char layer_pipeline[2][32][DG_KP_NAME];
+    int n_layer_pipeline[2];
     char layer_pipeline_src[DG_KP_NAME];
     /* Knob values a profile measured best on its device family, for steps of `kernel` whose resolved entry
      * is `entry`; a path step's own constants win over them. */

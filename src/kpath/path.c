@@ -35,6 +35,8 @@ static const struct dg_kp_slot_info slots[] = {
     {"router_logits", "[T, experts]: MoE router logits"},
     {"moe_sel", "[T, 2*top_k]: selected expert ids (uint) and gate weights, written on the GPU"},
     {"moe_act", "[T, top_k, moe_intermediate]: activated inputs of the selected experts' down projections"},
+    {"moe_groups", "[experts] counts, then [experts, T] (token, slot) pairs per expert: prefill's grouping"},
+    {"moe_out", "[T, top_k, hidden]: the selected experts' down projections (prefill, before the combine)"},
     {NULL, NULL},
 };
 
@@ -588,13 +590,13 @@ dg_status dg_kpath_parse(const char *file, const char *json, const struct dg_kp_
     }
     if (!out->weight_format[0])
         strcpy(out->weight_format, "f32");
-    static const char *const wf[] = {"f32", "f16", "q8_0", "q4_k", "q6_k", "q5_0", NULL};
+    static const char *const wf[] = {"f32", "f16", "q8_0", "q4_k", "q6_k", "q5_0", "mxfp4", NULL};
     bool wf_ok = false;
     for (int i = 0; wf[i]; i++)
         wf_ok |= strcmp(wf[i], out->weight_format) == 0;
     if (!wf_ok) {
-        st = dg_fail(DG_E_FORMAT, "%s: weightFormat: \"%s\" is not supported (known: f32, f16, q8_0, q4_k, q6_k, q5_0)",
-                     file, out->weight_format);
+        st = dg_fail(DG_E_FORMAT, "%s: weightFormat: \"%s\" is not supported (known: f32, f16, q8_0, q4_k, q6_k, "
+                     "q5_0, mxfp4)", file, out->weight_format);
         goto out;
     }
     if (strcmp(out->kv_dtype, "f16") != 0 && strcmp(out->kv_dtype, "f32") != 0) {

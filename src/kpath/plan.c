@@ -272,15 +272,37 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
                     return st;
             }
         } else if (strcmp(k, "layerPipeline") == 0) {
-            if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) > 32)
-                return dg_fail(DG_E_FORMAT, "%s: layerPipeline: expected an array of at most 32 step roles", src);
-            plan->n_layer_pipeline = 0;
-            const cJSON *r;
-            cJSON_ArrayForEach(r, it)
-            {
-                if (!cJSON_IsString(r))
-                    return dg_fail(DG_E_FORMAT, "%s: layerPipeline[%d]: expected a step role", src, plan->n_layer_pipeline);
-                snprintf(plan->layer_pipeline[plan->n_layer_pipeline++], DG_KP_NAME, "%s", r->valuestring);
+            /* an array: both phases; an object {"decode": [...], "prefill": [...]}: each phase its own */
+            const cJSON *ph[2] = {it, it};
+            if (cJSON_IsObject(it)) {
+                const cJSON *f;
+                cJSON_ArrayForEach(f, it)
+                {
+                    if (strcmp(f->string, "decode") != 0 && strcmp(f->string, "prefill") != 0)
+                        return dg_fail(DG_E_FORMAT, "%s: layerPipeline.%s: unknown field (known: decode, prefill)", src,
+                                       f->string);
+                }
+                ph[0] = cJSON_GetObjectItemCaseSensitive(it, "decode");
+                ph[1] = cJSON_GetObjectItemCaseSensitive(it, "prefill");
+            } else if (!cJSON_IsArray(it)) {
+                return dg_fail(DG_E_FORMAT, "%s: layerPipeline: expected an array of step roles or an object with "
+                               "decode / prefill arrays", src);
+            }
+            for (int i = 0; i < 2; i++) {
+                const char *fld = ph[0] == ph[1] ? "layerPipeline" : i ? "layerPipeline.prefill" : "layerPipeline.decode";
+                if (!ph[i])
+                    continue;
+                if (!cJSON_IsArray(ph[i]) || cJSON_GetArraySize(ph[i]) > 32)
+                    return dg_fail(DG_E_FORMAT, "%s: %s: expected an array of at most 32 step roles", src, fld);
+                plan->n_layer_pipeline[i] = 0;
+                const cJSON *r;
+                cJSON_ArrayForEach(r, ph[i])
+                {
+                    if (!cJSON_IsString(r))
+                        return dg_fail(DG_E_FORMAT, "%s: %s[%d]: expected a step role", src, fld,
+                                       plan->n_layer_pipeline[i]);
+                    snprintf(plan->layer_pipeline[i][plan->n_layer_pipeline[i]++], DG_KP_NAME, "%s", r->valuestring);
+                }
             }
             snprintf(plan->layer_pipeline_src, sizeof plan->layer_pipeline_src, "%s", src);
         } else {
@@ -356,6 +378,8 @@ dg_status dg_kplan_choose_path(const struct dg_kplan *plan, const char *family, 
         suffix = "f16-native";
     else if (strcmp(weight_dtype, "q8_0") == 0)
         suffix = "q8_0";
+    else if (strcmp(weight_dtype, "mxfp4") == 0)
+        suffix = "mxfp4";
     else if (strcmp(weight_dtype, "q4_k") == 0) {
         const char *s = plan->q4k_strategy.value;
         why = plan->q4k_strategy.src;
@@ -512,19 +536,21 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
     int order[256];
     for (int i = 0; i < in->n_steps; i++)
         order[i] = i;
-    if (per_layer && plan->n_layer_pipeline > 0) {
-        if (plan->n_layer_pipeline != in->n_steps)
+    const int np = plan->n_layer_pipeline[prefill];
+    const char(*lp)[DG_KP_NAME] = plan->layer_pipeline[prefill];
+    if (per_layer && np > 0) {
+        if (np != in->n_steps)
             return dg_fail(DG_E_FORMAT, "%s: layerPipeline (%s) names %d steps; %s has %d", p->file,
-                           plan->layer_pipeline_src, plan->n_layer_pipeline, dg_kp_section_name(sid), in->n_steps);
+                           plan->layer_pipeline_src, np, dg_kp_section_name(sid), in->n_steps);
         bool used[256] = {0};
-        for (int i = 0; i < plan->n_layer_pipeline; i++) {
+        for (int i = 0; i < np; i++) {
             int found = -1;
             for (int j = 0; j < in->n_steps && found < 0; j++)
-                if (!used[j] && strcmp(in->steps[j].role, plan->layer_pipeline[i]) == 0)
+                if (!used[j] && strcmp(in->steps[j].role, lp[i]) == 0)
                     found = j;
             if (found < 0)
                 return dg_fail(DG_E_FORMAT, "%s: layerPipeline[%d] (%s): \"%s\" is not a (remaining) step role of %s",
-                               p->file, i, plan->layer_pipeline_src, plan->layer_pipeline[i], dg_kp_section_name(sid));
+                               p->file, i, plan->layer_pipeline_src, lp[i], dg_kp_section_name(sid));
             used[found] = true;
             order[i] = found;
         }
@@ -671,10 +697,12 @@ void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpat
             print_choice(out, name, &ov->v.roles[r].entry, "");
         }
     }
-    if (plan->n_layer_pipeline) {
-        fprintf(out, "  %-22s", "layerPipeline");
-        for (int i = 0; i < plan->n_layer_pipeline; i++)
-            fprintf(out, " %s", plan->layer_pipeline[i]);
+    for (int ph = 0; ph < 2; ph++) {
+        if (!plan->n_layer_pipeline[ph])
+            continue;
+        fprintf(out, "  %-22s", ph ? "layerPipeline.prefill" : "layerPipeline.decode");
+        for (int i = 0; i < plan->n_layer_pipeline[ph]; i++)
+            fprintf(out, " %s", plan->layer_pipeline[ph][i]);
         fprintf(out, " (%s)\n", plan->layer_pipeline_src);
     }
     fprintf(out, "  %-22s %s\n", "fused kernels", plan->fused_allowed ? "allowed" : plan->fused_veto_reason);

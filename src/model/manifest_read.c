@@ -3,6 +3,7 @@
  * The folder is untrusted: every shard name, size and hash field, and every tensor's shard, offset, size,
  * dtype, shape and layout is checked against the manifest's own rules and the shard files' real sizes
  * before any pointer is formed. Shards are mapped read-only; tensors point into the mappings. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -144,6 +145,31 @@ static dg_status check_header(const char *path, const cJSON *root)
     return DG_OK;
 }
 
+/* inference.kernelPath: optional; a built-in path id (letters, digits, '-', '_', '.'), never a file name, so
+ * a manifest cannot make the loader read an arbitrary path. Whether that path exists is the plan's concern
+ * (it falls back to the default for the weights). */
+static dg_status read_inference(const char *path, const cJSON *root, struct dg_model *m)
+{
+    m->kernel_path[0] = 0;
+    const cJSON *inf = cJSON_GetObjectItemCaseSensitive(root, "inference");
+    if (!inf)
+        return DG_OK;
+    if (!cJSON_IsObject(inf))
+        return dg_fail(DG_E_FORMAT, "%s: \"inference\" must be an object", path);
+    const cJSON *kp = cJSON_GetObjectItemCaseSensitive(inf, "kernelPath");
+    if (!kp)
+        return DG_OK;
+    bool ok = cJSON_IsString(kp) && kp->valuestring[0] && strlen(kp->valuestring) < sizeof m->kernel_path &&
+              strcmp(kp->valuestring, ".") && strcmp(kp->valuestring, "..");
+    for (const char *c = ok ? kp->valuestring : ""; *c && ok; c++)
+        ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.';
+    if (!ok)
+        return dg_fail(DG_E_FORMAT, "%s: inference.kernelPath: expected a built-in kernel path id (letters, digits, "
+                       "'-', '_', '.'; under %d bytes)", path, (int)sizeof m->kernel_path);
+    snprintf(m->kernel_path, sizeof m->kernel_path, "%s", kp->valuestring);
+    return DG_OK;
+}
+
 /* Validates one tensor entry against the manifest's rules and the shard sizes; fills t (no data yet). */
 static dg_status parse_tensor(const char *path, const cJSON *e, const cJSON *shards, int n_shards,
                               struct dg_tensor *t, int *shard_out, uint64_t *off_out)
@@ -267,7 +293,8 @@ dg_status dg_model_open_manifest(const char *dir, struct dg_model *m)
         goto fail;
     char what[4300];
     snprintf(what, sizeof what, "%s: config", path);
-    if ((st = dg_hparams_from_json(cJSON_GetObjectItemCaseSensitive(root, "config"), what, &m->hp)) != DG_OK)
+    if ((st = dg_hparams_from_json(cJSON_GetObjectItemCaseSensitive(root, "config"), what, &m->hp)) != DG_OK ||
+        (st = read_inference(path, root, m)) != DG_OK)
         goto fail;
     tensors = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     int nt = cJSON_IsObject(tensors) ? cJSON_GetArraySize(tensors) : -1;

@@ -58,6 +58,8 @@ struct dg_model {
     struct dg_tensor *tensors;
     int n_tensors;
     void *priv; /* the source's mappings and owned buffers, released by dg_model_close */
+    char kernel_path[64]; /* a built-in kernel path id the model names as its default (manifest
+                           * inference.kernelPath), or empty */
 };
 
 dg_status dg_model_open(const char *path, struct dg_model *m);

@@ -215,6 +215,10 @@ static int64_t slot_width(const struct dg_hparams *hp, const char *name, int64_t
         return 2 * (hp->n_experts_used > 0 ? hp->n_experts_used : 1);
     if (!strcmp(name, "moe_act"))
         return (int64_t)(hp->n_experts_used > 0 ? hp->n_experts_used : 1) * (hp->moe_intermediate > 0 ? hp->moe_intermediate : 1);
+    if (!strcmp(name, "moe_groups")) /* NE counts + NE lists of T: 2 * NE per token holds it for T >= 1 */
+        return 2 * (int64_t)(hp->n_experts > 0 ? hp->n_experts : 1);
+    if (!strcmp(name, "moe_out"))
+        return (int64_t)(hp->n_experts_used > 0 ? hp->n_experts_used : 1) * hp->hidden;
     return 0;
 }
 
@@ -630,10 +634,16 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
     for (int bi = 0; bi < k->n_bindings; bi++)
         if (c.w[bi] && c.w[bi]->ndim >= 2 && c.w[bi]->n_parts > n_parts)
             n_parts = c.w[bi]->n_parts;
+    /* Row ranges of a split weight are disjoint outputs for most kernels (no barrier between them); a kernel
+     * that adds every range's share into the same elements of an inout slot (MoE down in decode: each
+     * range holds some experts' rows) needs a barrier between its dispatches. */
+    bool rmw = false;
+    for (int bi = 0; bi < k->n_bindings; bi++)
+        rmw |= k->bindings[bi].kind == DG_KB_INOUT && c.slotname[bi] && !is_kv(c.slotname[bi]);
     for (int part = 0; part < n_parts; part++) {
         struct disp dp = d;
         if (part > 0)
-            dp.barrier = false;
+            dp.barrier = rmw;
         dp.nb = 0;
         dp.row0 = 0;
         dp.nrows = c.primary ? (uint32_t)c.primary->rows : 0;
@@ -664,8 +674,9 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                     const struct env_var *ne = env_find(dp.env, dp.nenv, "NE"), *tk = env_find(dp.env, dp.nenv, "TOPK");
                     if (!strcmp(s->op, "embed"))
                         wb = g->row_bytes;
-                    else if (ne && tk && ne->v > 0 && g->ndim >= 2)
-                        wb = (uint64_t)g->rows / (uint64_t)ne->v * (uint64_t)tk->v * g->row_bytes;
+                    else if (ne && tk && ne->v > 0 && g->ndim >= 2) /* this range's rows, k of NE experts */
+                        wb = (uint64_t)(g->n_parts > 1 ? g->parts[part].n_rows : (uint64_t)g->rows) *
+                             (uint64_t)tk->v * g->row_bytes / (uint64_t)ne->v;
                     else if (ne && tk && ne->v > 0)
                         wb = (uint64_t)r->size / (uint64_t)ne->v * (uint64_t)tk->v;
                     dp.wbytes += wb;

@@ -22,6 +22,8 @@ enum dg_dtype dg_exec_gpu_dtype(const char *wf, enum dg_dtype src, bool is_matri
         return DG_DT_F16;
     if (src_q)
         return src;
+    if (strcmp(wf, "mxfp4") == 0) /* MXFP4 applies to the experts a checkpoint ships in it; no quantizer */
+        return DG_DT_F16;
     if (strcmp(wf, "q8_0") == 0)
         return DG_DT_Q8_0;
     if (strcmp(wf, "q4_k") == 0)

@@ -11,6 +11,7 @@
 #include "test.h"
 
 const char *conf_profile;
+int conf_max_batch;
 static struct dg_kp_registry reg;
 static bool reg_loaded;
 
@@ -116,7 +117,8 @@ static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const ch
     st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), "f32", &p);
     if (st)
         return st;
-    struct dg_exec_options opt = {.ctx = 64, .max_batch = 64, .bf16_buffers = true};
+    struct dg_exec_options opt = {.ctx = 64, .max_batch = conf_max_batch > 0 ? conf_max_batch : 64,
+                                  .bf16_buffers = true};
     struct dg_exec *ex = NULL;
     st = dg_exec_create(gl, m, &plan, rg, &p, &opt, &ex);
     if (!st) {

@@ -1,6 +1,7 @@
 /* test_moe.c: the four mixture-of-experts fixture families (Mixtral, Qwen3-MoE, GPT-OSS, PhiMoE) through
  * their built-in kernel paths against the transformers logits, both ways (prefill 12 + 28 decodes, one
- * prefill of 40); the poison test (decode reads only the experts the GPU router selects); and the MXFP4
+ * prefill of 40); the poison tests (decode, and the grouped prefill of two tokens, read only the experts the
+ * GPU router selects); stacked expert tensors split into SSBO ranges; moe_group's lists; and the MXFP4
  * GPU dequant against the CPU reference.
  *
  * Tolerances (relative to max(1, max |logit|) of each position), as test_dense.c:
@@ -82,6 +83,122 @@ MOE_TESTS(1, qwen3_moe)
 MOE_TESTS(2, gpt_oss)
 MOE_TESTS(3, phimoe)
 
+/* ---- stacked expert tensors larger than the SSBO block limit ---- */
+
+/* The limit is lowered to 40000 bytes (the driver's is far larger) so every stacked expert tensor of the
+ * fixture is bound as several row ranges, with range boundaries inside experts (checked below), as a real
+ * Mixtral's 940 MB f16 projections would be on a GPU with a 128 MB or 2 GB limit. max_batch 16 keeps
+ * every activation slot under the limit (slots are bound whole); the 40-token prefill then runs as
+ * batches of 16, 16 and 8. Same tolerance as the unsplit f32 path (1e-3): the ranges change which
+ * dispatch adds which experts' shares into the residual in decode, not the arithmetic of any one. */
+static void run_moe_split(int fi)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    struct dg_model m;
+    char dir[1024];
+    if (!open_fixture(fi, &m, dir, sizeof dir))
+        return;
+    struct conf_ref r;
+    CHECK(conf_ref_load(dir, m.hp.vocab, &r) && r.logits);
+    const int64_t limit = 40000;
+    dg_gl_set_max_ssbo_block(gl, limit);
+    /* the gate/up [E * EI rows of HID f32] and down [E * HID rows of EI f32] tensors: split, inside experts */
+    const struct dg_hparams *hp = &m.hp;
+    struct dg_row_range parts[64];
+    int64_t shapes[2][2] = {{hp->moe_intermediate, hp->hidden}, {hp->hidden, hp->moe_intermediate}};
+    for (int s = 0; s < 2; s++) {
+        int n = dg_buffer_split_rows(gl, (uint64_t)(hp->n_experts * shapes[s][0]), (uint64_t)shapes[s][1] * 4, parts,
+                                     64);
+        bool inside = false;
+        for (int i = 1; i < n; i++)
+            inside |= parts[i].first_row % (uint64_t)shapes[s][0] != 0;
+        CHECK_MSG(n > 1 && inside, "%s: expert tensor %d: %d ranges under a %lld-byte limit, none inside an expert",
+                  moe_dirs[fi], s, n, (long long)limit);
+    }
+    if (r.logits) {
+        char pid[64];
+        snprintf(pid, sizeof pid, "%s-f32", dg_arch_name(hp->arch));
+        float *lg = calloc((size_t)r.n_tokens * (size_t)hp->vocab, 4);
+        conf_max_batch = 16;
+        for (int mode = 0; mode < 2 && lg; mode++) {
+            dg_status st = conf_run(gl, &m, pid, &r, mode, lg);
+            CHECK_MSG(st == DG_OK, "%s split, mode %d: %s", pid, mode, dg_last_error());
+            if (st)
+                continue;
+            int row;
+            double w = conf_worst(lg, r.logits, r.n_tokens, hp->vocab, &row);
+            printf("    %-22s %-28s experts in ranges of <= %lld bytes: worst %.2e (position %d)\n", pid,
+                   mode ? "prefill 40 (16+16+8)" : "prefill 12 + 28 decodes", (long long)limit, w, row);
+            CHECK_MSG(w <= 1e-3, "%s split, mode %d: worst error %.3e at position %d", pid, mode, w, row);
+        }
+        conf_max_batch = 0;
+        free(lg);
+    }
+    dg_gl_set_max_ssbo_block(gl, 0);
+    conf_ref_free(&r);
+    dg_model_close(&m);
+}
+
+DG_TEST(conf_moe_split_mixtral) { run_moe_split(0); }
+DG_TEST(conf_moe_split_gpt_oss) { run_moe_split(2); }
+
+/* ---- prefill grouping: moe_group.glsl's per-expert lists against a CPU grouping ---- */
+
+DG_TEST(kp_moe_group)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    /* 37 tokens, top-3 of 8 experts, ids from a fixed LCG (a token's k ids distinct, as top-k makes them);
+     * token 5 slot 1 holds an out-of-range id 11, which every MoE kernel clamps to NE - 1 = 7. */
+    enum { T = 37, K = 3, NE = 8 };
+    uint32_t sel[T * 2 * K], groups[NE + NE * T], want_n[NE] = {0}, want[NE][T];
+    uint32_t x = 12345;
+    for (int t = 0; t < T; t++) {
+        for (int k = 0; k < K; k++) {
+            uint32_t e;
+            bool dup;
+            do {
+                x = x * 1103515245u + 12345u;
+                e = (x >> 16) % NE;
+                dup = false;
+                for (int j = 0; j < k; j++)
+                    dup |= sel[t * 2 * K + j] == e;
+            } while (dup);
+            sel[t * 2 * K + k] = e;
+            sel[t * 2 * K + K + k] = 0x3f000000u; /* weights: unused by the grouping */
+        }
+        if (t == 5) {
+            bool has7 = sel[t * 2 * K] == 7 || sel[t * 2 * K + 2] == 7;
+            sel[t * 2 * K + 1] = has7 ? sel[t * 2 * K + 1] : 11;
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            uint32_t e = sel[t * 2 * K + k] < NE ? sel[t * 2 * K + k] : NE - 1;
+            want[e][want_n[e]++] = (uint32_t)(t * K + k);
+        }
+    struct dg_define d[] = {{"NE", "8"}, {"TOPK", "3"}};
+    struct kt_buf bufs[] = {{0, sel, sizeof sel, NULL}, {1, NULL, sizeof groups, groups}};
+    uint32_t ubo[4] = {0, T, 0, 0};
+    if (!kt_run(gl, "moe_group.glsl", d, 2, bufs, 2, ubo, 1, 1, 1, 0, 0))
+        return;
+    int bad = 0, total = 0;
+    for (int e = 0; e < NE; e++) {
+        total += (int)groups[e];
+        if (groups[e] != want_n[e]) {
+            CHECK_MSG(false, "expert %d: count %u, expected %u", e, groups[e], want_n[e]);
+            continue;
+        }
+        for (uint32_t j = 0; j < want_n[e]; j++)
+            bad += groups[NE + e * T + j] != want[e][j];
+    }
+    CHECK_MSG(bad == 0, "%d list entries differ from the CPU grouping (token order)", bad);
+    CHECK(total == T * K);
+}
+
 /* ---- poison: decode reads only the selected experts ---- */
 
 #define MAXE 64
@@ -142,14 +259,14 @@ static void free_copy(struct dg_model *c, void **bufs, int nb)
     free(c->tensors);
 }
 
-/* CPU reference logits of one token at position 0 on `m`. */
-static bool cpu_logits(const struct dg_model *m, int32_t tok, float *lg)
+/* CPU reference logits [n][vocab] of tokens at positions 0.. on `m`. */
+static bool cpu_logits(const struct dg_model *m, const int32_t *tok, int n, float *lg)
 {
     struct dg_cpu_model *c = NULL;
     if (dg_cpu_init(m, 4, &c) != DG_OK)
         return false;
     dg_cpu_set_bf16_buffers(c, true);
-    bool ok = dg_cpu_forward(c, &tok, 1, lg, NULL) == DG_OK;
+    bool ok = dg_cpu_forward(c, tok, n, lg, NULL) == DG_OK;
     dg_cpu_free(c);
     return ok;
 }
@@ -162,7 +279,9 @@ static bool all_finite(const float *v, int n)
     return true;
 }
 
-static void poison_family(int fi)
+/* n = 1: the decode dispatch list (one token). n = 2: the prefill list (grouped by expert), where an expert
+ * neither token chose must not be read either. */
+static void poison_family(int fi, int n)
 {
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
@@ -173,17 +292,17 @@ static void poison_family(int fi)
         return;
     const struct dg_hparams *hp = &m.hp;
     const int V = hp->vocab, E = hp->n_experts;
-    const int32_t tok = 81; /* a fixed single token (the fixtures' second prompt token) */
+    const int32_t toks[2] = {81, 213}; /* fixed tokens (the fixtures' second and third prompt tokens) */
     static bool poison[DG_MAX_LAYERS][MAXE], used_tab[DG_MAX_LAYERS][MAXE];
     memset(used_tab, 0, sizeof used_tab);
-    float *clean = malloc((size_t)V * 4), *lg = malloc((size_t)V * 4);
+    float *clean = malloc((size_t)V * 4 * 2), *lg = malloc((size_t)V * 4 * 2);
     struct dg_model pm;
     void **bufs = NULL;
     int nb = 0;
     CHECK(E <= MAXE && clean && lg);
     if (E > MAXE || !clean || !lg)
         goto out;
-    CHECK(cpu_logits(&m, tok, clean) && all_finite(clean, V));
+    CHECK(cpu_logits(&m, toks, n, clean) && all_finite(clean, n * V));
     /* which experts does the CPU reference pick? poison one at a time: NaN logits mean it was read */
     int picked_total = 0, moe_layers = 0;
     for (int L = 0; L < hp->n_layers; L++) {
@@ -194,16 +313,17 @@ static void poison_family(int fi)
         for (int e = 0; e < E; e++) {
             memset(poison, 0, sizeof poison);
             poison[L][e] = true;
-            bool ok = poisoned_copy(&m, poison, &pm, &bufs, &nb) && cpu_logits(&pm, tok, lg);
+            bool ok = poisoned_copy(&m, poison, &pm, &bufs, &nb) && cpu_logits(&pm, toks, n, lg);
             free_copy(&pm, bufs, nb);
             CHECK(ok);
             if (!ok)
                 goto out;
-            bool used = !all_finite(lg, V);
+            bool used = !all_finite(lg, n * V);
             picked += used;
             used_tab[L][e] = used;
         }
-        CHECK_MSG(picked == hp->n_experts_used, "%s layer %d: %d experts read, expected %d", moe_dirs[fi], L, picked,
+        CHECK_MSG(n == 1 ? picked == hp->n_experts_used : picked >= hp->n_experts_used && picked <= n * hp->n_experts_used,
+                  "%s layer %d: %d experts read by %d tokens choosing %d each", moe_dirs[fi], L, picked, n,
                   hp->n_experts_used);
         picked_total += picked;
     }
@@ -219,8 +339,8 @@ static void poison_family(int fi)
         goto out;
     }
     /* the CPU reference on the poisoned model is still the clean result */
-    CHECK(cpu_logits(&pm, tok, lg) && all_finite(lg, V));
-    /* the GPU decode (one token: the decode dispatch list) on the poisoned weights */
+    CHECK(cpu_logits(&pm, toks, n, lg) && all_finite(lg, n * V));
+    /* the GPU run (one token: the decode dispatch list; two: the prefill list) on the poisoned weights */
     const struct dg_kp_registry *rg = conf_registry();
     const struct dg_gl_caps *gc = dg_gl_caps(gl);
     struct dg_kp_caps kc = {gc->subgroup, gc->is_software, gc->max_invocations, gc->max_shared_memory};
@@ -237,12 +357,12 @@ static void poison_family(int fi)
         dg_status st = dg_exec_create(gl, &pm, &plan, rg, &p, &opt, &ex);
         CHECK_MSG(st == DG_OK, "%s", dg_last_error());
         if (!st) {
-            memset(lg, 0, (size_t)V * 4);
-            CHECK_OK(dg_exec_forward(ex, &tok, 1, lg, NULL));
-            CHECK_MSG(all_finite(lg, V), "%s: poisoned (unselected) experts reached the output", moe_dirs[fi]);
-            double w = conf_worst(lg, clean, 1, V, NULL);
-            printf("    %-12s poisoned %d of %d experts: GPU decode finite, worst relative error %.2e\n", moe_dirs[fi],
-                   moe_layers * E - picked_total, moe_layers * E, w);
+            memset(lg, 0, (size_t)V * 4 * 2);
+            CHECK_OK(dg_exec_forward(ex, toks, n, lg, NULL));
+            CHECK_MSG(all_finite(lg, n * V), "%s: poisoned (unselected) experts reached the output", moe_dirs[fi]);
+            double w = conf_worst(lg, clean, n, V, NULL);
+            printf("    %-12s poisoned %d of %d experts: GPU %s finite, worst relative error %.2e\n", moe_dirs[fi],
+                   moe_layers * E - picked_total, moe_layers * E, n == 1 ? "decode" : "prefill of 2 (grouped)", w);
             CHECK_MSG(w <= 1e-3, "%s poisoned: worst error %.3e", moe_dirs[fi], w);
             struct dg_exec_stats es;
             dg_exec_stats(ex, &es);
@@ -260,10 +380,14 @@ out:
     dg_model_close(&m);
 }
 
-DG_TEST(conf_moe_poison_mixtral) { poison_family(0); }
-DG_TEST(conf_moe_poison_qwen3_moe) { poison_family(1); }
-DG_TEST(conf_moe_poison_gpt_oss) { poison_family(2); }
-DG_TEST(conf_moe_poison_phimoe) { poison_family(3); }
+DG_TEST(conf_moe_poison_mixtral) { poison_family(0, 1); }
+DG_TEST(conf_moe_poison_qwen3_moe) { poison_family(1, 1); }
+DG_TEST(conf_moe_poison_gpt_oss) { poison_family(2, 1); }
+DG_TEST(conf_moe_poison_phimoe) { poison_family(3, 1); }
+DG_TEST(conf_moe_poison_prefill_mixtral) { poison_family(0, 2); }
+DG_TEST(conf_moe_poison_prefill_qwen3_moe) { poison_family(1, 2); }
+DG_TEST(conf_moe_poison_prefill_gpt_oss) { poison_family(2, 2); }
+DG_TEST(conf_moe_poison_prefill_phimoe) { poison_family(3, 2); }
 
 /* ---- MXFP4: GPU dequant (matmul.glsl, WTYPE MXFP4) against dg_dequantize ---- */
 

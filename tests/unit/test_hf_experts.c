@@ -12,75 +12,8 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "ref/cpu_forward.h"
+#include "st_writer.h"
 #include "test.h"
-
-struct wt {
-    char name[128];
-    const char *dtype;
-    int ndim;
-    int64_t shape[4];
-    const void *data;
-    size_t nbytes;
-};
-
-static bool st_write(const char *path, const struct wt *t, int n)
-{
-    cJSON *h = cJSON_CreateObject();
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        cJSON *e = cJSON_AddObjectToObject(h, t[i].name);
-        cJSON_AddStringToObject(e, "dtype", t[i].dtype);
-        cJSON *s = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t[i].ndim; d++)
-            cJSON_AddItemToArray(s, cJSON_CreateNumber((double)t[i].shape[d]));
-        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + t[i].nbytes)));
-        off += t[i].nbytes;
-    }
-    char *js = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    FILE *f = fopen(path, "wb");
-    if (!f || !js) {
-        free(js);
-        return false;
-    }
-    uint64_t hl = strlen(js);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)(hl >> (8 * i));
-    fwrite(len, 1, 8, f);
-    fwrite(js, 1, hl, f);
-    for (int i = 0; i < n; i++)
-        fwrite(t[i].data, 1, t[i].nbytes, f);
-    fclose(f);
-    free(js);
-    return true;
-}
-
-static void copy_config(const char *src, const char *dst)
-{
-    char p[1200];
-    snprintf(p, sizeof p, "%s/config.json", src);
-    size_t len;
-    char *c = dg_test_read_file(p, &len);
-    snprintf(p, sizeof p, "%s/config.json", dst);
-    FILE *f = fopen(p, "wb");
-    if (f && c)
-        fwrite(c, 1, len, f);
-    if (f)
-        fclose(f);
-    free(c);
-}
-
-static struct wt from_st(const struct dg_st_tensor *s, const char *name)
-{
-    struct wt w = {.dtype = dg_st_dtype_name(s->dtype), .ndim = s->ndim, .data = s->data, .nbytes = s->nbytes};
-    snprintf(w.name, sizeof w.name, "%s", name ? name : s->name);
-    for (int i = 0; i < s->ndim; i++)
-        w.shape[i] = s->shape[i];
-    return w;
-}
 
 DG_TEST(hf_mixtral_stacked_experts_same_logits)
 {
@@ -106,9 +39,9 @@ DG_TEST(hf_mixtral_stacked_experts_same_logits)
         const char *g = strstr(nm, "block_sparse_moe.gate.weight");
         if (g) { /* transformers 5 calls the router mlp.gate */
             snprintf(buf, sizeof buf, "%.*smlp.gate.weight", (int)(g - nm), nm);
-            out[n++] = from_st(&st.tensors[i], buf);
+            out[n++] = st_from_tensor(&st.tensors[i], buf);
         } else {
-            out[n++] = from_st(&st.tensors[i], NULL);
+            out[n++] = st_from_tensor(&st.tensors[i], NULL);
         }
     }
     for (int L = 0; L < NL; L++) {
@@ -135,7 +68,7 @@ DG_TEST(hf_mixtral_stacked_experts_same_logits)
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dst);
     CHECK(st_write(p, out, n));
-    copy_config(src, dst);
+    st_copy_config(src, dst);
     for (int i = 0; i < 2 * NL; i++)
         free(bufs[i]);
     free(out);
@@ -187,7 +120,7 @@ DG_TEST(hf_gpt_oss_mxfp4_repack)
             continue;
         if (strstr(nm, "experts.down_proj") && !strstr(nm, "_bias"))
             continue;
-        out[n++] = from_st(&st.tensors[i], NULL);
+        out[n++] = st_from_tensor(&st.tensors[i], NULL);
     }
     /* blocks: byte value = (row * 7 + block * 3 + byte) & 0xff, scales = 120 + row % 8 */
     size_t gb = (size_t)E * 2 * I * NB * 16, db = (size_t)E * H * NB * 16;
@@ -214,7 +147,7 @@ DG_TEST(hf_gpt_oss_mxfp4_repack)
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dst);
     CHECK(st_write(p, out, n));
-    copy_config(src, dst);
+    st_copy_config(src, dst);
     free(out);
     dg_safetensors_close(&st);
 

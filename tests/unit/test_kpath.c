@@ -18,33 +18,45 @@ static bool load_reg(struct dg_kp_registry *r)
 static const char *families[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"};
 static const char *formats[] = {"f32", "f16-native", "q8_0", "q4k-fused", "q4k-dequant-f16", "q4k-dequant-f32"};
 
+static const char *moe_families[] = {"mixtral", "qwen3_moe", "gpt_oss", "phimoe"};
+
+static void validate_path(const struct dg_kp_registry *reg, const char *id)
+{
+    struct dg_kp_caps caps = {false, true, 1024, 32768};
+    char file[1200];
+    CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
+    struct dg_kpath p;
+    dg_status st = dg_kpath_load(file, reg, &caps, &p);
+    CHECK_MSG(st == DG_OK, "%s: %s", id, dg_last_error());
+    if (st)
+        return;
+    CHECK(!strcmp(p.id, id));
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+    for (int prefill = 0; prefill < 2; prefill++) {
+        struct dg_kp_resolved r;
+        st = dg_kplan_resolve(&plan, reg, NULL, &p, prefill, &r);
+        CHECK_MSG(st == DG_OK, "%s resolve (%s): %s", id, prefill ? "prefill" : "decode", dg_last_error());
+        if (!st)
+            dg_kp_resolved_free(&r);
+    }
+    dg_kpath_free(&p);
+}
+
+/* The 67 built-in paths: 7 dense and 4 MoE families x 6 formats, and gpt_oss-mxfp4. */
 DG_TEST(kpath_builtin_paths_validate)
 {
     struct dg_kp_registry reg;
     if (!load_reg(&reg))
         return;
-    struct dg_kp_caps caps = {false, true, 1024, 32768};
-    for (int f = 0; f < 7; f++)
+    char id[64];
+    for (int f = 0; f < 11; f++)
         for (int w = 0; w < 6; w++) {
-            char id[64], file[1200];
-            snprintf(id, sizeof id, "%s-%s", families[f], formats[w]);
-            CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
-            struct dg_kpath p;
-            dg_status st = dg_kpath_load(file, &reg, &caps, &p);
-            CHECK_MSG(st == DG_OK, "%s: %s", id, dg_last_error());
-            if (st)
-                continue;
-            CHECK(!strcmp(p.id, id));
-            struct dg_kplan plan;
-            dg_kplan_init(&plan);
-            CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
-            struct dg_kp_resolved r;
-            st = dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r);
-            CHECK_MSG(st == DG_OK, "%s resolve: %s", id, dg_last_error());
-            if (!st)
-                dg_kp_resolved_free(&r);
-            dg_kpath_free(&p);
+            snprintf(id, sizeof id, "%s-%s", f < 7 ? families[f] : moe_families[f - 7], formats[w]);
+            validate_path(&reg, id);
         }
+    validate_path(&reg, "gpt_oss-mxfp4");
     dg_kp_registry_free(&reg);
 }
 
@@ -121,6 +133,74 @@ DG_TEST(kpath_capability_check)
     CHECK(strstr(dg_last_error(), "requires subgroup") != NULL);
     CHECK_OK(dg_kpath_parse("x.json", json, &reg, &sg, &k));
     dg_kpath_free(&k);
+    dg_kp_registry_free(&reg);
+}
+
+/* layerPipeline reorders a layer's steps by role: an array applies to both phases; an object gives decode
+ * and prefill their own lists (MoE paths' prefill has other steps); a list that does not match the
+ * section's steps is an error naming the field. */
+static void role_order(const struct dg_kp_resolved *r, char *out, size_t n)
+{
+    out[0] = 0;
+    for (int i = 0; i < r->sec[1].n_steps; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? "," : "", r->sec[1].steps[i].role);
+}
+
+DG_TEST(kpath_layer_pipeline)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath p;
+    char file[1200], order[1024];
+    CHECK_OK(dg_kpath_resolve_file("mixtral-f32", file, sizeof file));
+    if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
+        CHECK_MSG(false, "%s", dg_last_error());
+        dg_kp_registry_free(&reg);
+        return;
+    }
+    static const char dec[] = "[\"input_layernorm\",\"k_proj\",\"q_proj\",\"v_proj\",\"rope_kv\",\"attention\","
+                              "\"o_proj\",\"post_attention_layernorm\",\"router\",\"moe_route\",\"experts_gate_up\","
+                              "\"experts_down\"]";
+    static const char pre[] = "[\"input_layernorm\",\"q_proj\",\"v_proj\",\"k_proj\",\"rope_kv\",\"attention\","
+                              "\"o_proj\",\"post_attention_layernorm\",\"router\",\"moe_route\",\"experts_group\","
+                              "\"experts_gate_up\",\"experts_down\",\"experts_combine\"]";
+    char json[2048];
+    struct dg_kplan plan;
+    struct dg_kp_resolved r;
+    /* one array: fits decode, not prefill (which has the grouping and combine steps) */
+    dg_kplan_init(&plan);
+    snprintf(json, sizeof json, "{\"layerPipeline\":%s}", dec);
+    CHECK_OK(dg_kplan_apply_json(&plan, json, "cli"));
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,k_proj,q_proj,v_proj,", 37), "decode order %s", order);
+    dg_kp_resolved_free(&r);
+    CHECK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r) == DG_E_FORMAT);
+    CHECK_MSG(strstr(dg_last_error(), "layerPipeline (cli) names 12 steps; prefill.steps has 14"), "%s",
+              dg_last_error());
+    /* per phase */
+    dg_kplan_init(&plan);
+    snprintf(json, sizeof json, "{\"layerPipeline\":{\"decode\":%s,\"prefill\":%s}}", dec, pre);
+    CHECK_OK(dg_kplan_apply_json(&plan, json, "cli"));
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,k_proj,q_proj,", 30), "decode order %s", order);
+    dg_kp_resolved_free(&r);
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
+    role_order(&r, order, sizeof order);
+    CHECK_MSG(!strncmp(order, "input_layernorm,q_proj,v_proj,k_proj,", 37) && strstr(order, "experts_combine"),
+              "prefill order %s", order);
+    dg_kp_resolved_free(&r);
+    /* errors name the field */
+    CHECK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":{\"decodes\":[]}}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "layerPipeline.decodes: unknown field (known: decode, prefill)") != NULL);
+    CHECK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":{\"prefill\":[1]}}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "layerPipeline.prefill[0]: expected a step role") != NULL);
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"layerPipeline\":[\"q_proj\"]}", "cli"));
+    CHECK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r) == DG_E_FORMAT);
+    dg_kpath_free(&p);
     dg_kp_registry_free(&reg);
 }
 
