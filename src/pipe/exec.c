@@ -731,6 +731,36 @@ static bool layer_selected(const struct dg_hparams *hp, enum dg_kp_layers sel, i
     return true;
 }
 
+/* The largest NSPLIT of the split attention steps of either phase (0 when none splits), so the prefill
+ * batch cap can count the attn_part slot before any step is built. */
+static int64_t max_attention_nsplit(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                                    const struct dg_kpath *path)
+{
+    int64_t best = 0;
+    for (int prefill = 0; prefill < 2; prefill++) {
+        struct dg_kp_resolved r;
+        if (dg_kplan_resolve(plan, reg, NULL, path, prefill, &r) != DG_OK) {
+            dg_clear_error(); /* build_phase reports it */
+            continue;
+        }
+        for (int sc = 0; sc < 4; sc++)
+            for (int i = 0; i < r.sec[sc].n_steps; i++) {
+                const struct dg_kp_step *st = &r.sec[sc].steps[i];
+                if (strcmp(st->kernel, "attention") || strcmp(st->entry, "split"))
+                    continue;
+                const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, st->kernel);
+                const struct dg_kp_knob *nsk = k ? dg_kp_knob_find(k, "NSPLIT") : NULL;
+                int64_t n = nsk ? atoll(nsk->def) : 8;
+                for (int c = 0; c < st->n_consts; c++)
+                    if (!strcmp(st->consts[c].name, "NSPLIT"))
+                        n = atoll(st->consts[c].value);
+                best = n > best ? n : best;
+            }
+        dg_kp_resolved_free(&r);
+    }
+    return best;
+}
+
 static dg_status build_phase(struct dg_exec *ex, bool prefill)
 {
     struct dg_kp_resolved r;
@@ -842,12 +872,16 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
      * fit one SSBO binding: cap the prefill batch (longer prompts already run in several passes). Weights
      * are split by rows instead (dg_exec_upload_tensor). 128 MiB drivers meet this at a 128k vocabulary. */
     static const char *const wide[] = {"hidden_state", "q", "k", "attn_out", "gate", "logits", "router_logits",
-                                       "moe_sel", "moe_act"};
+                                       "moe_sel", "moe_act", "moe_groups", "moe_out"};
     int64_t wmax = 1, max_block = dg_gl_caps(gl)->max_ssbo_block_size;
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         int64_t w = slot_width(hp, wide[i], 1);
         wmax = w > wmax ? w : wmax;
     }
+    /* split attention's partials are NSPLIT times a token's heads wide (the nvidia profile splits 16 ways) */
+    int64_t ns = max_attention_nsplit(plan, reg, path);
+    if (ns > 0 && slot_width(hp, "attn_part", ns) > wmax)
+        wmax = slot_width(hp, "attn_part", ns);
     if (max_block > 0 && (int64_t)ex->max_batch * wmax * 4 > max_block) {
         int cap = (int)(max_block / (wmax * 4));
         if (cap < 1) {
