@@ -14,7 +14,11 @@ layout(std140, binding = 0) uniform Tok {
 #define DT_Q8_0 3
 #define DT_Q4_K 4
 #define DT_Q6_K 5
+#define DT_Q4_0 6
+#define DT_Q4_1 7
 #define DT_Q5_0 8
+#define DT_Q5_1 9
+#define DT_Q5_K 10
 #define DT_MXFP4 11
 
 #define ACT_SILU 0

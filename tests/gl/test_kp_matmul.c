@@ -1,5 +1,6 @@
 /* test_kp_matmul.c: matmul.glsl (main, row, tiled; plain and fused gate/up) for every weight format the
- * GEMV reads (f32, f16, q8_0, q4_k, q6_k, q5_0, GGUF byte layouts) against C on the CPU-dequantized
+ * GEMV reads (f32, f16, q8_0, q4_k, q6_k, q5_0, q4_0, q5_k: GGUF byte layouts; every type is checked
+ * element by element in test_kp_wdecode.c) against C on the CPU-dequantized
  * weights, at awkward shapes: 5 rows (not a multiple of ROWS_PER_WG), K = 512 (two Q4_K super-blocks,
  * more chunks than threads per row with WG 64 / 4 rows), 3 tokens (a partial tile of TM 8), a row
  * offset (u_row0) as used for split tensors, and one row. Tolerance 1e-4 relative: only summation order
@@ -96,7 +97,7 @@ DG_TEST(kp_matmul_formats_and_variants)
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
-    const enum dg_dtype dts[] = {DG_DT_F32, DG_DT_F16, DG_DT_Q8_0, DG_DT_Q4_K, DG_DT_Q6_K, DG_DT_Q5_0};
+    const enum dg_dtype dts[] = {DG_DT_F32, DG_DT_F16, DG_DT_Q8_0, DG_DT_Q4_K, DG_DT_Q6_K, DG_DT_Q5_0, DG_DT_Q4_0, DG_DT_Q5_K};
     const char *entries[] = {NULL, "GEMV_ROW", "MATMUL_TILED"};
     for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++)
         for (int e = 0; e < 3; e++) {
