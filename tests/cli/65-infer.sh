@@ -1,7 +1,8 @@
 #!/bin/sh
 # infer end to end: greedy text from the bundled model equals llama.cpp's greedy continuation on the same
 # weights; --json is valid and carries the ids; a stop string ends the text and is not printed; a prompt
-# from a file and from stdin; chat keeps its cache across turns; usage and missing-model errors.
+# from a file and from stdin; chat keeps its cache across turns (the second turn runs only the new ids);
+# an unrecognised template warns naming the fallback; usage and missing-model errors.
 set -eu
 bin=$1
 m=models/sotu-6m-q8_0
@@ -37,6 +38,20 @@ a=$("$bin" infer -m $m -p "We must" -n 16 --seed 7 -q); b=$("$bin" infer -m $m -
 printf 'The state of the Union is\nWe must\n/quit\n' | "$bin" chat -m $m -n 4 --temp 0 --no-chat-template -q > "$tmp/chat.txt" \
   || fail "chat exited non-zero"
 [ "$(wc -l < "$tmp/chat.txt")" -ge 2 ] || fail "chat printed fewer than two replies"
+# the second turn runs only what is new: without a template, the first reply's last id (sampled, not yet
+# run) and "We must" (2 ids); the cache holds the first prompt (7 ids with BOS) and 3 of the 4 reply ids
+printf 'The state of the Union is\nWe must\n/quit\n' | "$bin" chat -m $m -n 4 --temp 0 --no-chat-template -v \
+  > /dev/null 2> "$tmp/chat.err" || fail "chat -v exited non-zero"
+grep -q '^doppler-gl: chat: 0 tokens of the conversation reused from the KV cache, 7 new$' "$tmp/chat.err" &&
+  grep -q '^doppler-gl: chat: 10 tokens of the conversation reused from the KV cache, 3 new$' "$tmp/chat.err" ||
+  { cat "$tmp/chat.err"; fail "chat did not continue its KV cache"; }
+# with the (fallback) template the whole conversation is re-rendered and only the part after the cached
+# prefix is run: the second turn reuses at least the first turn's 37-id render
+printf 'The state of the Union is\nWe must\n/quit\n' | "$bin" chat -m $m -n 4 --temp 0 -v > /dev/null 2> "$tmp/chat.err" ||
+  fail "chat -v (template) exited non-zero"
+reused=$(sed -n 's/^doppler-gl: chat: \([0-9]*\) tokens of the conversation reused.*/\1/p' "$tmp/chat.err" | sed -n 2p)
+[ -n "$reused" ] && [ "$reused" -ge 37 ] || { cat "$tmp/chat.err"; fail "template chat reused ${reused:-no} cached ids"; }
+grep -q 'using the built-in chatml template instead' "$tmp/chat.err" || fail "no warning naming the fallback template"
 
 set +e
 "$bin" infer -m $m -p x --temp abc >/dev/null 2>"$tmp/e"; [ $? -eq 2 ] || fail "bad --temp must exit 2"
