@@ -14,7 +14,11 @@ layout(std140, binding = 0) uniform Tok {
 #define DT_Q8_0 3
 #define DT_Q4_K 4
 #define DT_Q6_K 5
+#define DT_Q4_0 6
+#define DT_Q4_1 7
 #define DT_Q5_0 8
+#define DT_Q5_1 9
+#define DT_Q5_K 10
 #define DT_MXFP4 11
 // Layout experiments only (docs/FORMAT.md, "GPU reading of 34- and 210-byte blocks"): the same Q8_0 / Q6_K
 // numbers with scales split from quants so every load is an aligned uvec4. No model stores these.

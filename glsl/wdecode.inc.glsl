@@ -1,8 +1,10 @@
 // wdecode.inc.glsl: reads weights in their GPU format, a chunk of WCH consecutive elements of a row at a
 // time. Weights are bound as uvec4 arrays: binding 1 (W4) and, for the fused gate/up kernel, binding 4
 // (U4); `sel` (a constant at every call site) picks one. Quantized blocks stay in GGUF byte layout and
-// are read with byte arithmetic (project decision: no repacking): Q4_K blocks (144 bytes) are 16-byte
-// aligned and read as uvec4; Q8_0 (34), Q6_K (210) and Q5_0 (22) are read as unaligned 32-bit words.
+// are read with byte arithmetic (project decision: no repacking): Q4_K (144 bytes) and Q5_K (176) blocks
+// are 16-byte aligned and read as uvec4; Q4_1 (20) and Q5_1 (24) are 4-byte aligned and read as words;
+// Q8_0 (34), Q6_K (210), Q4_0 (18) and Q5_0 (22) are read as unaligned 32-bit words. Each decoder
+// follows the CPU reference of model/quant.c (ggml's dequantize_row_* formulas) element for element.
 // Needs WTYPE (a DT_* code) and WROWBYTES (bytes per row); the includer may define WSEL2 for U4.
 
 #ifndef WTYPE
@@ -79,6 +81,38 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
             w[4u * j + i] = d * float(sbyte(q, i));
     }
 }
+#elif WTYPE == DT_Q4_0
+#define WCH 32
+// f16 d | 16 bytes: element j in the low nibble of byte j, element j + 16 in its high nibble; d * (q - 8)
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = rowbyte + c * 18u;
+    float d = whalf(sel, b);
+    for (uint j = 0u; j < 4u; j++) {
+        uint q = wword_at(sel, b + 2u + 4u * j);
+        for (uint i = 0u; i < 4u; i++) {
+            uint by = (q >> (8u * i)) & 0xffu;
+            w[4u * j + i] = d * float(int(by & 0xfu) - 8);
+            w[4u * j + i + 16u] = d * float(int(by >> 4) - 8);
+        }
+    }
+}
+#elif WTYPE == DT_Q4_1
+#define WCH 32
+// f16 d | f16 m | 16 nibble bytes (as Q4_0); d * q + m. Blocks are 20 bytes, so every word is aligned.
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = (rowbyte + c * 20u) >> 2;
+    vec2 dm = unpackHalf2x16(wword(sel, b));
+    for (uint j = 0u; j < 4u; j++) {
+        uint q = wword(sel, b + 1u + j);
+        for (uint i = 0u; i < 4u; i++) {
+            uint by = (q >> (8u * i)) & 0xffu;
+            w[4u * j + i] = dm.x * float(by & 0xfu) + dm.y;
+            w[4u * j + i + 16u] = dm.x * float(by >> 4) + dm.y;
+        }
+    }
+}
 #elif WTYPE == DT_Q5_0
 #define WCH 32
 void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
@@ -95,6 +129,26 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
             uint hi = (by >> 4) | (((qh >> (l + 16u)) & 1u) << 4);
             w[l] = d * float(int(lo) - 16);
             w[l + 16u] = d * float(int(hi) - 16);
+        }
+    }
+}
+#elif WTYPE == DT_Q5_1
+#define WCH 32
+// f16 d | f16 m | u32 qh (bit j: 5th bit of element j) | 16 nibble bytes; d * q + m. 24-byte blocks: aligned.
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint b = (rowbyte + c * 24u) >> 2;
+    vec2 dm = unpackHalf2x16(wword(sel, b));
+    uint qh = wword(sel, b + 1u);
+    for (uint j = 0u; j < 4u; j++) {
+        uint q = wword(sel, b + 2u + j);
+        for (uint i = 0u; i < 4u; i++) {
+            uint l = 4u * j + i;
+            uint by = (q >> (8u * i)) & 0xffu;
+            uint lo = (by & 0xfu) | (((qh >> l) & 1u) << 4);
+            uint hi = (by >> 4) | (((qh >> (l + 16u)) & 1u) << 4);
+            w[l] = dm.x * float(lo) + dm.y;
+            w[l + 16u] = dm.x * float(hi) + dm.y;
         }
     }
 }
@@ -129,6 +183,43 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
         for (uint k = 0u; k < 4u; k++)
             for (uint i = 0u; i < 4u; i++)
                 w[v * 16u + k * 4u + i] = d1 * float((q[k] >> (8u * i + shift)) & 0xfu) - m1;
+    }
+}
+#elif WTYPE == DT_Q5_K
+#define WCH 32
+// chunk c = sub-block (c % 8) of super-block (c / 8). 176 bytes = 11 uvec4: f16 d, f16 dmin, 12 scale
+// bytes (as Q4_K) | 32 qh bytes | 128 ql bytes. Sub-block sb takes its low 4 bits from the low (even sb)
+// or high (odd sb) nibbles of ql[32 * (sb / 2) + l] and its 5th bit from bit sb of qh[l].
+void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
+{
+    uint blk = (rowbyte >> 4) + (c >> 3) * 11u;
+    uint sb = c & 7u;
+    uvec4 h = wvec(sel, blk);
+    vec2 dm = unpackHalf2x16(h.x);
+    uint sc[3] = uint[3](h.y, h.z, h.w);
+    uint j = sb;
+    uint sc_v, m_v;
+    if (j < 4u) {
+        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
+        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
+    } else {
+        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
+        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
+        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
+        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
+        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
+    }
+    float d1 = dm.x * float(sc_v), m1 = dm.y * float(m_v);
+    uint qv = blk + 3u + (sb >> 1) * 2u; // the 32 ql bytes of the pair (sb / 2)
+    uint shift = (sb & 1u) * 4u;
+    for (uint v = 0u; v < 2u; v++) {
+        uvec4 q = wvec(sel, qv + v), hb = wvec(sel, blk + 1u + v); // hb: qh bytes 16v .. 16v + 15
+        for (uint k = 0u; k < 4u; k++)
+            for (uint i = 0u; i < 4u; i++) {
+                uint lo = (q[k] >> (8u * i + shift)) & 0xfu;
+                uint hi = (hb[k] >> (8u * i + sb)) & 1u;
+                w[v * 16u + k * 4u + i] = d1 * float(lo | (hi << 4)) - m1;
+            }
     }
 }
 #elif WTYPE == DT_Q6_K

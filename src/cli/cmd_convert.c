@@ -1,10 +1,11 @@
-/* cmd_convert.c: `doppler-gl convert`: a Hugging Face folder (or random weights at a config's shape) → a
- * doppler-gl model folder. Option parsing, the progress bar and the summary; the work is model/convert.c. */
+/* cmd_convert.c: `doppler-gl convert`: a Hugging Face folder, a GGUF file (or random weights at a config's
+ * shape) → a doppler-gl model folder. Option parsing, the progress bar and the summary; the work is model/convert.c. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -15,10 +16,11 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: doppler-gl convert INPUT OUTPUT [options]\n"
             "       doppler-gl convert --random CONFIG.json OUTPUT [options]\n\n"
-            "Converts a model (a Hugging Face folder: config.json + *.safetensors) into doppler-gl's format:\n"
-            "OUTPUT/manifest.json plus 256-byte-aligned shards (docs/FORMAT.md).\n\n"
+            "Converts a model (a Hugging Face folder: config.json + *.safetensors, or a GGUF file) into\n"
+            "doppler-gl's format: OUTPUT/manifest.json plus 256-byte-aligned shards (docs/FORMAT.md).\n\n"
             "Options:\n"
-            "  -q, --quantize TYPE     f32 | f16 | bf16 | q8_0 | q4_k_m (default f16)\n"
+            "  -q, --quantize TYPE     f32 | f16 | bf16 | q8_0 | q4_k_m | keep (default f16 for a folder; keep,\n"
+            "                          every tensor as stored without requantizing, for a GGUF file)\n"
             "      --q4k-layout L      row_wise | column_wise | flat: block order of Q4_K tensors (default row_wise)\n"
             "      --transpose-weights store linear weights as W^T ([in, out])\n"
             "      --fuse-gate-up      store each dense FFN's gate and up projections as one gate_up_proj\n"
@@ -77,7 +79,7 @@ static int run(int argc, char **argv)
         {0, 0, 0, 0},
     };
     struct dg_convert_opts o = {.scheme = DG_Q_F16, .q4k_layout = DG_LAYOUT_ROW};
-    bool no_progress = false;
+    bool no_progress = false, q_given = false;
     optind = 1;
     opterr = 0;
     int c;
@@ -85,8 +87,11 @@ static int run(int argc, char **argv)
         char *end;
         switch (c) {
         case 'q':
-            if (!dg_quant_scheme_from_name(optarg, &o.scheme))
-                return dg_usage_error("convert", "--quantize: '%s' is not one of f32, f16, bf16, q8_0, q4_k_m", optarg);
+            q_given = true;
+            o.keep_types = strcmp(optarg, "keep") == 0;
+            if (!o.keep_types && !dg_quant_scheme_from_name(optarg, &o.scheme))
+                return dg_usage_error("convert", "--quantize: '%s' is not one of f32, f16, bf16, q8_0, q4_k_m, keep",
+                                      optarg);
             break;
         case O_LAYOUT:
             if (strcmp(optarg, "row_wise") == 0)
@@ -132,6 +137,9 @@ static int run(int argc, char **argv)
     if (!o.random_config)
         o.input = argv[optind++];
     o.output = argv[optind];
+    struct stat ist;
+    if (!q_given && o.input && stat(o.input, &ist) == 0 && S_ISREG(ist.st_mode))
+        o.keep_types = true; /* a GGUF file: its tensors are copied as stored unless -q asks otherwise */
     struct bar b = {.on = !no_progress && isatty(2), .last = -1};
     o.progress = progress;
     o.progress_ctx = &b;
@@ -148,7 +156,7 @@ static int run(int argc, char **argv)
     if (st != DG_OK)
         return dg_report_status(st);
     printf("converted %s -> %s (%s) in %.1f s\n", o.random_config ? o.random_config : o.input, o.output,
-           dg_quant_scheme_name(o.scheme), s.seconds);
+           o.keep_types ? "types kept as stored" : dg_quant_scheme_name(o.scheme), s.seconds);
     printf("  %-6s %8s %14s %14s %8s\n", "dtype", "tensors", "params", "bytes", "bits/w");
     for (int d = 0; d < DG_DT_COUNT; d++)
         if (s.tensors[d])
@@ -163,4 +171,4 @@ static int run(int argc, char **argv)
     return 0;
 }
 
-DG_COMMAND(convert, "convert", "convert a Hugging Face model (or random weights) to doppler-gl's format", run)
+DG_COMMAND(convert, "convert", "convert a Hugging Face model or GGUF file (or random weights) to doppler-gl's format", run)

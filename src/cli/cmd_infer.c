@@ -600,6 +600,8 @@ static int run_chat(int argc, char **argv)
     bool tty = isatty(0);
     char *line = NULL;
     size_t line_cap = 0;
+    int32_t pending = 0; /* --no-chat-template: the previous reply's last id, not yet in the cache */
+    bool have_pending = false;
     for (;;) {
         if (tty)
             fprintf(stderr, "> ");
@@ -613,6 +615,7 @@ static int run_chat(int argc, char **argv)
         if (!strcmp(line, "/reset")) {
             dg_exec_reset(ss.ex);
             ss.n_cache = 0;
+            have_pending = false;
             for (size_t i = 0; i < n_msgs; i++)
                 free(owned[i]);
             n_msgs = 0;
@@ -641,7 +644,25 @@ static int run_chat(int argc, char **argv)
         int32_t *ids = NULL;
         size_t n = 0;
         if (o.no_template) {
-            st = dg_tokenizer_encode(ss.tok, line, (size_t)got, ss.n_cache ? 0 : DG_TOK_ADD_SPECIAL, &ids, &n);
+            int32_t *enc = NULL;
+            size_t ne = 0;
+            st = dg_tokenizer_encode(ss.tok, line, (size_t)got, ss.n_cache ? 0 : DG_TOK_ADD_SPECIAL, &enc, &ne);
+            /* the previous reply's last id was sampled but never run: it goes first, so the model's context
+             * holds the whole reply as generated */
+            if (!st && have_pending) {
+                ids = malloc((ne + 1) * sizeof *ids);
+                if (!ids)
+                    st = dg_fail(DG_E_NOMEM, "out of memory");
+                else {
+                    ids[0] = pending;
+                    memcpy(ids + 1, enc, ne * sizeof *ids);
+                    n = ne + 1;
+                }
+                free(enc);
+            } else {
+                ids = enc;
+                n = ne;
+            }
         } else if (!(st = dg_chat_render_for(ss.tok, msgs, n_msgs, true, &rendered))) {
             st = dg_tokenizer_encode(ss.tok, rendered, strlen(rendered), 0, &ids, &n);
         }
@@ -662,6 +683,7 @@ static int run_chat(int argc, char **argv)
         }
         const int32_t *run_ids = ids + keep;
         int run_n = (int)(n - keep);
+        DG_VERBOSE("chat: %d tokens of the conversation reused from the KV cache, %d new", ss.n_cache, run_n);
         if (run_n <= 0) {
             free(ids);
             continue;
@@ -676,6 +698,10 @@ static int run_chat(int argc, char **argv)
         free(ids);
         fputc('\n', stdout);
         fflush(stdout);
+        /* EOS is not passed on (nor kept); any other last id is still to be run (see session_turn) */
+        have_pending = !st && sc.n_ids > 0 && gs.stop != DG_STOP_EOS;
+        if (have_pending)
+            pending = sc.ids[sc.n_ids - 1];
         if (!st) {
             owned[n_msgs] = strdup(sc.text ? sc.text : "");
             msgs[n_msgs] = (struct dg_chat_msg){"assistant", owned[n_msgs]};

@@ -695,6 +695,41 @@ static cJSON *build_manifest(const struct dg_convert_opts *o, const struct dg_hp
     return root;
 }
 
+/* --quantize keep: matrices stay in their source type (vectors and routers f32, as every scheme has them). */
+static dg_status keep_type(const struct dg_convert_opts *o, struct job *j)
+{
+    enum dg_dtype sd = j->parts[0].src->dtype;
+    if (j->ndim < 2 || ends_with(j->name, "mlp.router"))
+        return DG_OK;
+    bool same = j->n_parts == 1 || (j->parts[1].src && j->parts[1].src->dtype == sd);
+    if (dg_dtype_info(sd)->quantized &&
+        (j->transpose || !same || j->n_parts > 1 || (sd == DG_DT_Q4_K && o->q4k_layout != DG_LAYOUT_ROW)))
+        return dg_fail(DG_E_USAGE, "convert: tensor %s is %s; keeping it as stored rules out %s (that would "
+                       "requantize it): give --quantize TYPE to requantize, or drop the option", j->name,
+                       dg_dtype_info(sd)->name, j->transpose ? "--transpose-weights" : j->n_parts > 1 ?
+                       "--fuse-gate-up" : "--q4k-layout other than row_wise");
+    if (!same) /* float gate and up of different types: the wider one holds both exactly */
+        sd = DG_DT_F32;
+    j->dtype = j->wanted = sd;
+    return DG_OK;
+}
+
+/* The scheme a model of kept types amounts to (manifest `quantization.scheme` and the kernel path hint). */
+static enum dg_quant_scheme kept_scheme(const struct joblist *l)
+{
+    uint64_t by[DG_DT_COUNT] = {0};
+    for (int i = 0; i < l->n; i++)
+        by[l->v[i].dtype] += l->v[i].out_bytes;
+    if (by[DG_DT_Q4_K] || by[DG_DT_Q5_K] || by[DG_DT_Q4_0] || by[DG_DT_Q4_1] || by[DG_DT_Q5_0] || by[DG_DT_Q5_1] ||
+        by[DG_DT_Q6_K] || by[DG_DT_MXFP4])
+        return DG_Q_Q4_K_M;
+    if (by[DG_DT_Q8_0])
+        return DG_Q_Q8_0;
+    if (by[DG_DT_BF16] >= by[DG_DT_F16] && by[DG_DT_BF16])
+        return DG_Q_BF16;
+    return by[DG_DT_F16] ? DG_Q_F16 : DG_Q_F32;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -779,6 +814,8 @@ dg_status dg_convert(const struct dg_convert_opts *o, struct dg_convert_summary 
             oshape[j->ndim - 2] = j->cols;
         }
         j->dtype = dg_convert_pick_dtype(o->scheme, &hp, j->name, j->ndim, oshape, o->q4k_layout, &j->wanted);
+        if (o->keep_types && j->parts[0].src && (st = keep_type(o, j)) != DG_OK)
+            break;
         j->layout = j->dtype == DG_DT_Q4_K ? o->q4k_layout : DG_LAYOUT_ROW;
         j->out_bytes = job_bytes(j);
         total += j->out_bytes;
@@ -786,6 +823,17 @@ dg_status dg_convert(const struct dg_convert_opts *o, struct dg_convert_summary 
         if (chunk > max_chunk)
             max_chunk = chunk;
     }
+
+    if (st != DG_OK) {
+        free(l.v);
+        if (have_model)
+            dg_model_close(&m);
+        return st;
+    }
+    struct dg_convert_opts eff = *o; /* what the manifest says: the scheme the kept types amount to */
+    if (o->keep_types)
+        eff.scheme = kept_scheme(&l);
+    o = &eff;
 
     /* the temporary folder beside OUTPUT */
     char tmp[4200], outcopy[4096];

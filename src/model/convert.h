@@ -22,6 +22,11 @@ struct dg_convert_opts {
     uint64_t seed;             /* random weights: same seed, same bytes */
     const char *output;
     enum dg_quant_scheme scheme;
+    /* Every tensor keeps the type it has in the source, bytes copied (a GGUF converted without
+     * requantizing); only vectors and MoE routers become f32, which is exact. `scheme` is then ignored and
+     * the manifest names the scheme the kept types amount to. Re-laying-out a quantized tensor
+     * (transpose, --fuse-gate-up, a Q4_K layout other than row) would requantize it: refused. */
+    bool keep_types;
     enum dg_layout q4k_layout; /* layout of the Q4_K tensors */
     bool transpose;            /* store linear weights as W^T */
     bool fuse_gate_up;         /* dense FFNs: one gate_up_proj [2I, hidden] (gate rows first) */

@@ -1,6 +1,7 @@
 #!/bin/sh
 # convert and inspect end to end: a fixture to q4_k_m, verify, --force, a corrupted shard (exit 4), GGUF
-# errors on an empty .gguf, usage errors (exit 2), and a random model with every layout option.
+# errors on an empty .gguf, a GGUF converted with every tensor kept as stored, usage errors (exit 2), and a
+# random model with every layout option.
 set -u
 bin=$1
 fx=${DOPPLER_FIXTURES:-../shared/fixtures}
@@ -41,6 +42,16 @@ fi
 if [ -f "$fx/gguf/sotu-6m.Q8_0.gguf" ]; then
   "$bin" inspect "$fx/gguf/sotu-6m.Q8_0.gguf" > "$tmp/g.txt" || fail "inspect a GGUF"
   grep -q "q8_0\|Q8_0" "$tmp/g.txt" || fail "GGUF listing lacks q8_0 tensors"
+fi
+# convert model.gguf OUTPUT keeps every tensor as stored (no requantizing): the Q4_K_M mix survives
+if [ -f "$fx/gguf/sotu-6m.Q4_K_M.gguf" ]; then
+  "$bin" convert "$fx/gguf/sotu-6m.Q4_K_M.gguf" "$tmp/kg" --no-progress > "$tmp/kg.txt" || fail "convert a GGUF"
+  grep -q "(types kept as stored)" "$tmp/kg.txt" || fail "GGUF convert did not keep types: $(head -1 "$tmp/kg.txt")"
+  for t in q4_k q5_0 q6_k q8_0; do grep -q "^  $t " "$tmp/kg.txt" || fail "GGUF convert lost its $t tensors"; done
+  grep -q "^  f16 " "$tmp/kg.txt" && fail "GGUF convert produced f16 tensors"
+  "$bin" inspect "$tmp/kg" --verify > /dev/null || fail "inspect --verify of the converted GGUF"
+  "$bin" convert "$fx/gguf/sotu-6m.Q4_K_M.gguf" "$tmp/kg2" --transpose-weights --no-progress > /dev/null 2> "$tmp/kg.err"
+  [ $? -eq 2 ] && grep -q "requantize" "$tmp/kg.err" || fail "keep + --transpose-weights must be refused (exit 2)"
 fi
 
 cat > "$tmp/config.json" <<'JSON'

@@ -1,7 +1,8 @@
 /* test_generate.c: the generation loop end to end on the GPU (llvmpipe): greedy decoding of sotu-6m
  * through the f32 path reproduces transformers' greedy continuations in samples.json up to the first
  * step whose top-two gap is under 0.05 (a near-tie that float rounding may flip); several EOS ids stop
- * generation at the first one sampled; the same seed gives the same tokens, for every --sync-every. */
+ * generation at the first one sampled; the same seed gives the same tokens, for every --sync-every; a second
+ * turn continues the KV cache the first left (what `chat` does). */
 #include "test.h"
 
 #include <cJSON.h>
@@ -191,4 +192,61 @@ DG_TEST(generate_same_seed_same_tokens_for_any_sync_every)
     }
     CHECK(memcmp(runs[0].ids, runs[1].ids, sizeof runs[0].ids) == 0);
     CHECK(memcmp(runs[0].ids, runs[2].ids, sizeof runs[0].ids) == 0);
+}
+
+static bool stop_after_3(void *user, int32_t id)
+{
+    struct collect *c = user;
+    collect_id(user, id);
+    return c->n == 3;
+}
+
+/* What `doppler-gl chat` relies on: a second turn continues the KV cache a first dg_generate left. Turn 1
+ * stops (as a stop string would) after 3 ids while the GPU ran 8 steps per read-back, so the position must
+ * be rolled back over the steps run past the stop; turn 2 runs the pending last id and "We must" (no BOS)
+ * after the cache. Its logits must equal a fresh pass over the whole conversation. Tolerance 1e-4 of
+ * max(1, max |logit|): the same f32 weights, only the split into prefill passes and decode steps differs. */
+DG_TEST(generate_second_turn_continues_the_kv_cache)
+{
+    const char *models = dg_test_models();
+    struct dg_gl *gl = models ? dg_test_gl() : NULL;
+    if (!gl)
+        return;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/sotu-6m", models);
+    struct dg_sample_params sp;
+    greedy(&sp);
+    struct gen_setup g;
+    if (!setup(gl, dir, "llama-f32", NULL, 0, &sp, &g))
+        return;
+    int32_t p1[] = {0, 5608, 1100, 268, 260, 1135, 328}; /* "The state of the Union is" */
+    struct collect c = {0};
+    struct dg_generate_opts go = {.n_predict = 20, .sync_every = 8};
+    struct dg_generate_stats gs;
+    CHECK_OK(dg_generate(g.ex, g.smp, p1, 7, &go, stop_after_3, &c, &gs));
+    CHECK(gs.stop == DG_STOP_CALLER && c.n == 3);
+    CHECK_MSG(dg_exec_pos(g.ex) == 7 + 3 - 1, "position %d after the first turn, expected 9", dg_exec_pos(g.ex));
+    int V = dg_exec_vocab(g.ex);
+    int32_t t2[3] = {c.ids[2], 7087, 588}; /* the pending id, then "We must" */
+    float *a = malloc(sizeof(float) * 3 * (size_t)V), *b = malloc(sizeof(float) * 13 * (size_t)V);
+    CHECK_OK(dg_exec_forward(g.ex, t2, 3, a, NULL));
+    int32_t all[13];
+    memcpy(all, p1, sizeof p1);
+    memcpy(all + 7, c.ids, 3 * sizeof(int32_t));
+    all[10] = 7087, all[11] = 588;
+    dg_exec_reset(g.ex);
+    CHECK_OK(dg_exec_forward(g.ex, all, 12, b, NULL));
+    double worst = 0, mx = 1;
+    for (int r = 0; r < 3; r++)
+        for (int v = 0; v < V; v++) {
+            double y = b[(size_t)(9 + r) * V + v];
+            mx = fmax(mx, fabs(y));
+            worst = fmax(worst, fabs(a[(size_t)r * V + v] - y));
+        }
+    printf("#   second turn vs one pass over the conversation: worst logit difference %.3g (max |logit| %.3g)\n",
+           worst, mx);
+    CHECK_MSG(worst <= 1e-4 * mx, "worst %g, max %g", worst, mx);
+    free(a);
+    free(b);
+    teardown(&g);
 }

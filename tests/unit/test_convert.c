@@ -828,3 +828,56 @@ DG_TEST(convert_gguf_same_type_copies_bytes)
     dg_model_close(&m);
     dg_model_close(&src);
 }
+
+DG_TEST(convert_gguf_keep_types_copies_every_tensor)
+{
+    /* --quantize keep (the CLI's default for a GGUF input): the Q4_K_M file mixes q4_k, q5_0, q6_k and q8_0;
+     * every tensor keeps its type and its bytes, nothing is reported as a fallback */
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
+    char in[1024], out[1024];
+    snprintf(in, sizeof in, "%s/gguf/sotu-6m.Q4_K_M.gguf", fx);
+    snprintf(out, sizeof out, "%s/sotu-keep", dg_test_tmpdir());
+    struct dg_model src, m;
+    if (dg_model_open(in, &src) != DG_OK)
+        SKIP("%s cannot be opened here: %s", in, dg_last_error());
+    struct dg_convert_opts o = {.input = in, .output = out, .scheme = DG_Q_F16, .keep_types = true, .threads = 2};
+    struct dg_convert_summary s;
+    CHECK_OK(dg_convert(&o, &s));
+    CHECK(s.n_fallbacks == 0 && s.tensors[DG_DT_Q4_K] && s.tensors[DG_DT_Q5_0] && s.tensors[DG_DT_Q6_K] &&
+          s.tensors[DG_DT_Q8_0] && !s.tensors[DG_DT_F16]);
+    CHECK_OK(dg_model_open_manifest(out, &m));
+    if (dg_test_failed()) {
+        dg_model_close(&src);
+        return;
+    }
+    CHECK(hparams_equal(&src.hp, &m.hp) && m.n_tensors == src.n_tensors);
+    int same = 0;
+    for (int i = 0; i < src.n_tensors; i++) {
+        const struct dg_tensor *a = &src.tensors[i], *b = dg_model_find(&m, a->name);
+        CHECK_MSG(b && b->dtype == a->dtype && b->nbytes == a->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
+                  "%s: not kept as stored (%s)", a->name, b ? dg_dtype_info(b->dtype)->name : "missing");
+        same += b && b->dtype == a->dtype;
+    }
+    CHECK(same == src.n_tensors);
+    char mf[1200];
+    snprintf(mf, sizeof mf, "%s/manifest.json", out);
+    char *text = dg_test_read_file(mf, NULL);
+    CHECK(text && strstr(text, "\"scheme\":\t\"q4_k_m\"") && strstr(text, "\"fallbacks\":\t[]"));
+    free(text);
+    dg_model_close(&m);
+    /* re-laying-out a quantized tensor would requantize it: refused, naming the tensor and the option */
+    snprintf(out, sizeof out, "%s/sotu-keep-t", dg_test_tmpdir());
+    o.output = out;
+    o.transpose = true;
+    CHECK(dg_convert(&o, &s) == DG_E_USAGE);
+    CHECK_MSG(strstr(dg_last_error(), "--transpose-weights") && strstr(dg_last_error(), "requantize"), "%s",
+              dg_last_error());
+    o.transpose = false;
+    o.q4k_layout = DG_LAYOUT_COLUMN;
+    CHECK(dg_convert(&o, &s) == DG_E_USAGE && strstr(dg_last_error(), "q4_k"));
+    struct stat st;
+    CHECK(stat(out, &st) != 0); /* nothing left behind */
+    dg_model_close(&src);
+}
