@@ -63,12 +63,13 @@ grep -q "context length 2 exceeded" "$tmp/err" || fail "-c overflow (--decode) m
 [ $rc -eq 2 ] || fail "out-of-vocabulary id: exit $rc, expected 2"
 grep -q "token id 999 at position 1 is outside the vocabulary \[0, 512)" "$tmp/err" || fail "id message: $(cat "$tmp/err")"
 
-# a hand-broken path: decode.steps[4] (rope_kv in llama-f32) names a kernel that does not exist
+# a hand-broken path: decode.steps[3] (rope_kv in llama-f32, after q, k and v with the input norm folded in)
+# names a kernel that does not exist
 kp=$(dirname "$0")/../../kernel-paths
 sed '0,/"kernel": "rope_kv"/s//"kernel": "matmull"/' "$kp/llama-f32.json" > "$tmp/broken.json"
 "$bin" eval -m "$m" --tokens 1,2 --kernel-path "$tmp/broken.json" 2> "$tmp/err"; rc=$?
 [ $rc -ne 0 ] || fail "a broken path file ran"
-grep -q "$tmp/broken.json: decode.steps\[4\].kernel: \"matmull\" is not in the registry (known: embed, rmsnorm, " "$tmp/err" \
+grep -q "$tmp/broken.json: decode.steps\[3\].kernel: \"matmull\" is not in the registry (known: embed, rmsnorm, " "$tmp/err" \
   || fail "broken path message: $(cat "$tmp/err")"
 
 # --print-plan: every choice with its source, low to high priority profile < config < command line
