@@ -346,6 +346,9 @@ void main()
     uint lr = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
+#if HAS_NORM_IN
+    float inv = x_inv_rms(t); // one reduction per workgroup, before the early return (it has barriers)
+#endif
     if (lr >= u_nrows)
         return;
     uint rb = lr * uint(WROWBYTES);
@@ -360,14 +363,6 @@ void main()
 #endif
     }
 #if HAS_NORM_IN
-    // this invocation read all of x: its own sum of squares, no workgroup reduction (barriers are what
-    // costs most on the software rasterizers this entry is for)
-    float ss = 0.0;
-    for (uint i = 0u; i < uint(K) / 4u; i++) {
-        vec4 v = X4[xb + i];
-        ss += dot(v, v);
-    }
-    float inv = inversesqrt(ss / float(K) + float(EPS));
     acc *= inv;
     accu *= inv;
 #endif
