@@ -10,8 +10,9 @@
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
 // the SSBO size limit); output row = u_row0 + local row.
 // HAS_NORM_IN: the RMS norm that produces x is fused in: the kernel reads x as x * w (GEMMA: * (1 + w))
-// and scales by 1 / rms(x), which it reduces itself (decode: alongside the dot products, applied at the
-// end; prefill: per token before the tiles), so a layer has no separate norm dispatches.
+// and scales by 1 / rms(x), which it reduces itself (main: alongside the dot products; row: once per
+// workgroup; both apply it to the dot products at the end; prefill: per token before the tiles), so a
+// layer has no separate norm dispatches.
 // Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
 // 5 norm weights (HAS_NORM_IN).
 
