@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/readfile.h"
 #include "compat/compat.h"
 #include "core/log.h"
 #include "core/paths.h"
@@ -211,28 +212,12 @@ void dg_compat_cache_files(const char *model_path, char *beside, size_t bsz, cha
         fallback[0] = 0;
 }
 
-static char *slurp(const char *file)
-{
-    FILE *f = fopen(file, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(MAX_CACHE_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_CACHE_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > MAX_CACHE_BYTES) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* True when `file` holds a valid report of this checker version for `key` (read into *out). */
 static bool try_read(const char *file, const char *key, struct dg_compat_report *out)
 {
     if (!file[0])
         return false;
-    char *text = slurp(file);
+    char *text = dg_read_small_file(file, MAX_CACHE_BYTES);
     if (!text)
         return false;
     cJSON *o = cJSON_Parse(text);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/readfile.h"
 #include "compat/compat.h"
 #include "core/log.h"
 #include "core/paths.h"
@@ -227,22 +228,6 @@ dg_status dg_tune_save(struct dg_tune_result *r, const struct dg_gl_caps *caps, 
     return st;
 }
 
-static char *slurp(const char *file)
-{
-    FILE *f = fopen(file, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > MAX_FILE) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 static dg_status get_string(const char *file, const char *field, const cJSON *o, const char *key, char *dst, size_t n,
                             bool required)
 {
@@ -332,7 +317,7 @@ static enum dg_tune_status status_from(const char *s)
 dg_status dg_tune_load(const char *file, struct dg_tune_result *out)
 {
     memset(out, 0, sizeof *out);
-    char *text = slurp(file);
+    char *text = dg_read_small_file(file, MAX_FILE);
     if (!text)
         return dg_fail(DG_E_IO, "%s: cannot read (missing, unreadable or larger than 4 MiB)", file);
     cJSON *o = cJSON_Parse(text);
@@ -416,7 +401,7 @@ bool dg_tune_file_is_ours(const char *file, char sig[65])
 {
     if (sig)
         sig[0] = 0;
-    char *text = slurp(file);
+    char *text = dg_read_small_file(file, MAX_FILE);
     if (!text)
         return false;
     cJSON *o = cJSON_Parse(text);
