@@ -44,6 +44,23 @@ float whalf(uint sel, uint byteoff) // an f16 at an even byte offset
 
 int sbyte(uint w, uint i) { return int(w << (24u - 8u * i)) >> 24; } // signed byte i of a word
 
+// The 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes in h.y, h.z, h.w, shared by Q4_K
+// and Q5_K (GGUF get_scale_min_k4).
+void k_scale_min(uvec4 h, uint j, out uint sc_v, out uint m_v)
+{
+    uint sc[3] = uint[3](h.y, h.z, h.w);
+    if (j < 4u) {
+        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
+        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
+    } else {
+        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
+        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
+        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
+        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
+        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
+    }
+}
+
 #if WTYPE == DT_F32
 #define WCH 4
 void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
@@ -161,20 +178,8 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint sb = c & 7u;
     uvec4 h = wvec(sel, blk);
     vec2 dm = unpackHalf2x16(h.x);
-    // 12 scale bytes: h.y, h.z, h.w
-    uint sc[3] = uint[3](h.y, h.z, h.w);
-    uint j = sb;
     uint sc_v, m_v;
-    if (j < 4u) {
-        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
-        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
-    } else {
-        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
-        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
-        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
-        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
-        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
-    }
+    k_scale_min(h, sb, sc_v, m_v);
     float d1 = dm.x * float(sc_v), m1 = dm.y * float(m_v);
     uint qv = blk + 1u + (sb >> 1) * 2u; // 32 quant bytes of the pair (sb/2)
     uint shift = (sb & 1u) * 4u;
@@ -196,19 +201,8 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint sb = c & 7u;
     uvec4 h = wvec(sel, blk);
     vec2 dm = unpackHalf2x16(h.x);
-    uint sc[3] = uint[3](h.y, h.z, h.w);
-    uint j = sb;
     uint sc_v, m_v;
-    if (j < 4u) {
-        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
-        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
-    } else {
-        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
-        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
-        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
-        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
-        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
-    }
+    k_scale_min(h, sb, sc_v, m_v);
     float d1 = dm.x * float(sc_v), m1 = dm.y * float(m_v);
     uint qv = blk + 3u + (sb >> 1) * 2u; // the 32 ql bytes of the pair (sb / 2)
     uint shift = (sb & 1u) * 4u;
