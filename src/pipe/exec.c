@@ -446,6 +446,17 @@ static dg_status phase_push(struct phase *ph, struct disp *d)
     return DG_OK;
 }
 
+/* NSPLIT of a step: its constant, else the kernel's default, else 8 (sizes attn_part). */
+static int64_t step_nsplit(const struct dg_kp_kernel *k, const struct dg_kp_step *s)
+{
+    const struct dg_kp_knob *nsk = k ? dg_kp_knob_find(k, "NSPLIT") : NULL;
+    int64_t n = nsk ? atoll(nsk->def) : 8;
+    for (int i = 0; i < s->n_consts; i++)
+        if (!strcmp(s->consts[i].name, "NSPLIT"))
+            n = atoll(s->consts[i].value);
+    return n;
+}
+
 static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct dg_kp_step *s, int layer,
                             const char *where, struct hazards *hz, int64_t T)
 {
@@ -457,13 +468,7 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
     const struct dg_hparams *hp = &ex->m->hp;
 
     /* NSPLIT of this step (sizes attn_part) */
-    int64_t nsplit = 8;
-    const struct dg_kp_knob *nsk = dg_kp_knob_find(k, "NSPLIT");
-    if (nsk)
-        nsplit = atoll(nsk->def);
-    for (int i = 0; i < s->n_consts; i++)
-        if (!strcmp(s->consts[i].name, "NSPLIT"))
-            nsplit = atoll(s->consts[i].value);
+    int64_t nsplit = step_nsplit(k, s);
     if (nsplit < 1 || nsplit > 256)
         return dg_fail(DG_E_FORMAT, "%s: NSPLIT %lld (expected 1..256)", where, (long long)nsplit);
 
@@ -748,12 +753,7 @@ static int64_t max_attention_nsplit(const struct dg_kplan *plan, const struct dg
                 const struct dg_kp_step *st = &r.sec[sc].steps[i];
                 if (strcmp(st->kernel, "attention") || strcmp(st->entry, "split"))
                     continue;
-                const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, st->kernel);
-                const struct dg_kp_knob *nsk = k ? dg_kp_knob_find(k, "NSPLIT") : NULL;
-                int64_t n = nsk ? atoll(nsk->def) : 8;
-                for (int c = 0; c < st->n_consts; c++)
-                    if (!strcmp(st->consts[c].name, "NSPLIT"))
-                        n = atoll(st->consts[c].value);
+                int64_t n = step_nsplit(dg_kp_kernel_find(reg, st->kernel), st);
                 best = n > best ? n : best;
             }
         dg_kp_resolved_free(&r);
