@@ -8,7 +8,14 @@
 // (max, sum, unnormalized acc[HD]) to part[t][h][s]; attn_combine.glsl merges them.
 // HAS_SINKS (GPT-OSS): a learned per-head logit joins the softmax denominator only; it is started as a
 // pseudo-key of zero value (m = sink, l = 1) in split 0, so split attention's combine needs no change.
-// Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS).
+// ATTN_FUSED (kernel attention_fused, decode of one token): rope_kv, split attention and attn_combine in
+// one dispatch. Each workgroup ropes q and the new k itself (from the raw projections) and uses the new
+// k/v from shared memory for the current position, so no workgroup reads a cache row another one writes;
+// one workgroup per kv head stores them in the cache for later tokens. Partials go to `part`; the last
+// workgroup of a head to finish (an atomic counter per head, reset by that workgroup) combines them.
+// Three dependent dispatches a layer become one.
+// Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS);
+// fused: 5 k, 6 v (this token's projections), 7 rope table, 8 part, 9 per-head counters (zeroed at load).
 
 #ifndef NH
 #define NH 4
@@ -49,13 +56,36 @@
 #ifndef HAS_SINKS
 #define HAS_SINKS 0
 #endif
+#ifndef ROT
+#define ROT HD
+#endif
+#ifndef NEOX
+#define NEOX 1
+#endif
+#ifndef MSCALE
+#define MSCALE 1.0
+#endif
+#ifdef ATTN_FUSED
+#define ATTN_SPLIT 1
+#endif
 
 #include "common.inc.glsl"
 
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Qb { float Q[]; };
+#ifdef ATTN_FUSED
+layout(std430, binding = 1) buffer KCb { uint KC[]; };
+layout(std430, binding = 2) buffer VCb { uint VC[]; };
+layout(std430, binding = 5) readonly buffer Kb { float Kx[]; };
+layout(std430, binding = 6) readonly buffer Vb { float Vx[]; };
+layout(std430, binding = 7) readonly buffer Tb { float invf[]; };
+// coherent: the combining workgroup reads what the other workgroups of the dispatch wrote
+layout(std430, binding = 8) coherent buffer Pb { float P[]; };
+layout(std430, binding = 9) coherent buffer Cb { uint Cnt[]; };
+#else
 layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
 layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
+#endif
 layout(std430, binding = 3) writeonly buffer Ob { float O[]; };
 #if HAS_SINKS
 layout(std430, binding = 4) readonly buffer Sb { float Sinks[]; };
@@ -67,6 +97,27 @@ layout(std430, binding = 4) readonly buffer Sb { float Sinks[]; };
 shared float qs[HD];
 shared float sc[CHUNK];
 shared float red[WG_SIZE];
+#ifdef ATTN_FUSED
+shared float kcur[HD], vcur[HD], qraw[HD], kraw[HD];
+shared uint last_wg;
+
+// element d of a rotated head held raw in ARR (rope.glsl's rotation: NEOX halves or interleaved pairs,
+// the first ROT elements, the angle pos x inverse frequency, cos/sin times MSCALE)
+#define ROPE_AT(ARR, d, pos, toff, out)                                    \
+    {                                                                      \
+        uint half_rot_ = uint(ROT) / 2u;                                   \
+        if ((d) >= uint(ROT)) {                                            \
+            out = ARR[d];                                                  \
+        } else {                                                           \
+            uint i_ = NEOX != 0 ? (d) % half_rot_ : (d) / 2u;              \
+            uint i0_ = NEOX != 0 ? i_ : 2u * i_;                           \
+            uint i1_ = NEOX != 0 ? i_ + half_rot_ : 2u * i_ + 1u;          \
+            vec2 cs_ = rope_cs((pos) * invf[(toff) + i_]) * float(MSCALE); \
+            float x0_ = ARR[i0_], x1_ = ARR[i1_];                         \
+            out = (d) == i0_ ? x0_ * cs_.x - x1_ * cs_.y : x1_ * cs_.x + x0_ * cs_.y; \
+        }                                                                  \
+    }
+#endif
 
 float kv_at(uint p, uint e, bool is_v) // element e of row p of the cache
 {
@@ -143,6 +194,16 @@ float qk(uint p, uint kb)
 }
 #endif
 
+#ifdef ATTN_FUSED
+float qk_cur()
+{
+    float s = 0.0;
+    for (uint d = 0u; d < uint(HD); d++)
+        s += qs[d] * kcur[d];
+    return s;
+}
+#endif
+
 void main()
 {
     uint lid = gl_LocalInvocationID.x;
@@ -162,9 +223,46 @@ void main()
         lo = pos + 1u - uint(WINDOW);
     uint kvh = h / uint(NH / NKV);
     uint kb = kvh * uint(HD);
+#ifdef ATTN_FUSED
+    // this token's q and k, rotated here; k and v stay in shared memory for the current position
+    float fpos = float(pos);
+    uint toff = u_long_rope * (uint(ROT) / 2u);
+    for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
+        qraw[d] = Q[(t * uint(NH) + h) * uint(HD) + d];
+        kraw[d] = Kx[(t * uint(NKV) + kvh) * uint(HD) + d];
+        vcur[d] = Vx[(t * uint(NKV) + kvh) * uint(HD) + d];
+    }
+    WG_BARRIER();
+    for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
+        float rq, rk;
+        ROPE_AT(qraw, d, fpos, toff, rq);
+        ROPE_AT(kraw, d, fpos, toff, rk);
+        qs[d] = rq;
+        kcur[d] = rk;
+    }
+    WG_BARRIER();
+    // one workgroup per kv head stores the new row for the tokens after this one
+    if (split == 0u && h % uint(NH / NKV) == 0u && pos < uint(CTX)) {
+        for (uint j = lid; j < uint(HD) / 2u; j += uint(WG_SIZE)) {
+            uint d = 2u * j;
+#if KV_F16
+            uint o = (pos * uint(KVDIM) + kb + d) / 2u;
+            KC[o] = packHalf2x16(vec2(kcur[d], kcur[d + 1u]));
+            VC[o] = packHalf2x16(vec2(vcur[d], vcur[d + 1u]));
+#else
+            uint o = pos * uint(KVDIM) + kb + d;
+            KC[o] = floatBitsToUint(kcur[d]);
+            KC[o + 1u] = floatBitsToUint(kcur[d + 1u]);
+            VC[o] = floatBitsToUint(vcur[d]);
+            VC[o + 1u] = floatBitsToUint(vcur[d + 1u]);
+#endif
+        }
+    }
+#else
     for (uint d = lid; d < uint(HD); d += uint(WG_SIZE))
         qs[d] = Q[(t * uint(NH) + h) * uint(HD) + d];
     WG_BARRIER();
+#endif
 
     float m = -3.0e38, l = 0.0;
 #if HAS_SINKS
@@ -184,7 +282,11 @@ void main()
         float bmax = -3.0e38;
         for (uint jj = lid; jj < jn; jj += uint(WG_SIZE)) {
             uint p = j0 + jj;
+#ifdef ATTN_FUSED
+            float s = (p == pos ? qk_cur() : qk(p, kb)) * float(SCALE);
+#else
             float s = qk(p, kb) * float(SCALE);
+#endif
             if (float(SOFTCAP) > 0.0)
                 s = float(SOFTCAP) * stable_tanh(s / float(SOFTCAP));
             sc[jj] = s;
@@ -205,15 +307,60 @@ void main()
             uint d = lid + uint(i) * uint(WG_SIZE);
             if (d < uint(HD)) {
                 float a = acc[i] * f;
+#ifdef ATTN_FUSED
+                // the block holding the current position takes its v from shared memory
+                uint jc = j0 + jn - 1u == pos ? jn - 1u : jn;
+                for (uint jj = 0u; jj < jc; jj++)
+                    a += sc[jj] * kv_at(j0 + jj, kb + d, true);
+                if (jc < jn)
+                    a += sc[jc] * vcur[d];
+#else
                 for (uint jj = 0u; jj < jn; jj++)
                     a += sc[jj] * kv_at(j0 + jj, kb + d, true);
+#endif
                 acc[i] = a;
             }
         }
         m = mn;
         WG_BARRIER();
     }
-#ifdef ATTN_SPLIT
+#if defined(ATTN_FUSED)
+    uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
+    if (lid == 0u) {
+        P[pb] = m;
+        P[pb + 1u] = l;
+    }
+    for (int i = 0; i < NACC; i++) {
+        uint d = lid + uint(i) * uint(WG_SIZE);
+        if (d < uint(HD))
+            P[pb + 2u + d] = acc[i];
+    }
+    // publish the partial, then count it; the workgroup that brings the count to NSPLIT combines
+    memoryBarrierBuffer();
+    WG_BARRIER();
+    if (lid == 0u)
+        last_wg = atomicAdd(Cnt[t * uint(NH) + h], 1u) == uint(NSPLIT) - 1u ? 1u : 0u;
+    WG_BARRIER();
+    if (last_wg == 0u)
+        return;
+    memoryBarrierBuffer();
+    uint hb = (t * uint(NH) + h) * uint(NSPLIT) * uint(HD + 2);
+    float M = -3.0e38;
+    for (uint s = 0u; s < uint(NSPLIT); s++)
+        M = max(M, P[hb + s * uint(HD + 2)]);
+    float L = 0.0;
+    for (uint s = 0u; s < uint(NSPLIT); s++)
+        L += P[hb + s * uint(HD + 2) + 1u] * exp(P[hb + s * uint(HD + 2)] - M);
+    float invL = L > 0.0 ? 1.0 / L : 0.0;
+    for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
+        float a = 0.0;
+        for (uint s = 0u; s < uint(NSPLIT); s++)
+            a += P[hb + s * uint(HD + 2) + 2u + d] * exp(P[hb + s * uint(HD + 2)] - M);
+        O[(t * uint(NH) + h) * uint(HD) + d] = a * invL;
+    }
+    if (lid == 0u)
+        Cnt[t * uint(NH) + h] = 0u; // ready for the next layer's dispatch (a barrier lies between)
+#elif defined(ATTN_SPLIT)
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
     if (lid == 0u) {
         O[pb] = m;

@@ -29,7 +29,7 @@
 #define DG_KP_MAX_OPS 6
 #define DG_KP_MAX_CONSTS 16
 #define DG_KP_MAX_WEIGHTS 6
-#define DG_KP_MAX_IO 4
+#define DG_KP_MAX_IO 6
 #define DG_KP_MAX_REQ 4
 
 /* ---- formulas: integer expressions over named values (+ - * / % parentheses, cdiv(a,b), min, max) ---- */

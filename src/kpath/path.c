@@ -24,6 +24,7 @@ static const struct dg_kp_slot_info slots[] = {
     {"v", "[T, kv_heads*head_dim]"},
     {"attn_out", "[T, heads*head_dim]: attention output before o_proj"},
     {"attn_part", "[T, heads, NSPLIT, head_dim+2]: split-attention partials"},
+    {"attn_count", "[T, heads] uint: attention_fused's per-head count of finished workgroups (kept at zero)"},
     {"proj_out", "[T, hidden]: o_proj / down_proj output before a post-norm"},
     {"gate", "[T, intermediate]"},
     {"up", "[T, intermediate]"},

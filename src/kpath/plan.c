@@ -127,7 +127,9 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
     } else if (strcmp(profile, "nvidia") == 0) {
         /* many SMs: split long-context attention across workgroups (flash-decoding) */
         dg_kp_choice_set(&mm->decode, "main", src);
-        dg_kp_choice_set(&at->decode, "split", src);
+        /* rope_kv + split attention + combine in one dispatch (attention_fused): 3 -> 1 dependent
+         * dispatches a layer; measured below */
+        dg_kp_choice_set(&at->decode, "fused", src);
         dg_kp_choice_set(&plan->q4k_strategy, "fused_q4k", src);
         /* Measured on an H100 (bench-results/, Llama-3.2-1B shape, tg64): 256-thread GEMV workgroups of 8
          * rows (32 threads = one subgroup per row, so the reduction is one subgroupAdd) and 256-thread
@@ -150,6 +152,8 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * over all NSPLIT workgroups (with 128-key blocks a 128-key context ran on one of the 8). */
         add_knob_pref(plan, "attention", "split", "CHUNK", "16");
         add_knob_pref(plan, "attention", "split", "NSPLIT", "16");
+        add_knob_pref(plan, "attention_fused", "main", "CHUNK", "16");
+        add_knob_pref(plan, "attention_fused", "main", "NSPLIT", "16");
         /* Prefill: the tiled entry with 128 threads of 16 tokens each, measured on the H200 (Llama-3.2-1B
          * shape Q4_K_M, pp512): 3274 tok/s at the defaults (64 x 8), 3633 at 128 x 8, 4621 at 128 x 16,
          * 4529 at 256 x 16, 3764 at 64 x 16; TM 32 with KS 512 exceeds the shared memory. */
@@ -439,13 +443,12 @@ void dg_kp_resolved_free(struct dg_kp_resolved *r)
 }
 
 /* Picks the entry for one step; returns an error only under strict. */
-static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
-                               const struct dg_kp_caps *caps, const char *file, const char *where, bool prefill,
-                               struct dg_kp_step *s)
+/* The plan's variant choice for a step (roles > phase > default), NULL when the plan leaves it alone. */
+static const struct dg_kp_choice *variant_choice(const struct dg_kplan *plan, const struct dg_kp_step *s, bool prefill)
 {
     const struct dg_kp_variants *v = variants_find(plan, s->op);
     if (!v)
-        return DG_OK;
+        return NULL;
     const struct dg_kp_choice *c = NULL;
     for (int i = 0; i < v->n_roles && !c; i++)
         if (strcmp(v->roles[i].role, s->role) == 0)
@@ -456,11 +459,28 @@ static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_r
         c = &v->decode;
     if (!c && v->def.value[0])
         c = &v->def;
+    return c;
+}
+
+/* The attention variant "fused" is the attention_fused kernel, which replaces rope_kv + split attention +
+ * attn_combine in decode (resolve_section fuses them); wherever that cannot happen it means "split". */
+static bool wants_fused_attention(const struct dg_kplan *plan, const struct dg_kp_step *s, bool prefill)
+{
+    const struct dg_kp_choice *c = variant_choice(plan, s, prefill);
+    return c && strcmp(s->kernel, "attention") == 0 && strcmp(c->value, "fused") == 0;
+}
+
+static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                               const struct dg_kp_caps *caps, const char *file, const char *where, bool prefill,
+                               struct dg_kp_step *s)
+{
+    const struct dg_kp_choice *c = variant_choice(plan, s, prefill);
     if (!c)
         return DG_OK;
     bool strict = strcmp(plan->strict.value, "true") == 0;
     const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, s->kernel);
-    const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, c->value) : NULL;
+    const char *value = wants_fused_attention(plan, s, prefill) ? "split" : c->value;
+    const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, value) : NULL;
     /* "split" attention is only meaningful for the attention kernel; other mismatches are invalid variants */
     if (!e) {
         if (strict)
@@ -479,10 +499,11 @@ static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_r
                          c->value, s->entry);
             return DG_OK;
         }
-    snprintf(s->entry, sizeof s->entry, "%s", c->value);
+    snprintf(s->entry, sizeof s->entry, "%s", value);
     snprintf(s->entry_src, sizeof s->entry_src, "%s", c->src);
     return DG_OK;
 }
+
 
 /* A step's entry counts as explicit when a config file or the command line chose it. */
 static bool explicit_src(const char *src) { return strncmp(src, "config", 6) == 0 || strncmp(src, "cli", 3) == 0; }
@@ -523,6 +544,39 @@ static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry
     }
 }
 
+/* Decode under the "fused" attention variant: when the step just emitted is rope_kv writing the q, k_cache
+ * and v_cache this split attention reads, both become one attention_fused step (rope, KV write, attention
+ * and the combine in one dispatch). It takes rope_kv's inputs and the attention's path constants and
+ * weights, then the tuner's winner and the profile's knobs for attention_fused itself. */
+static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                                const struct dg_kp_caps *caps, struct dg_kp_section *out, const struct dg_kp_step *s)
+{
+    if (out->n_steps < 1 || !dg_kp_kernel_find(reg, "attention_fused"))
+        return false;
+    struct dg_kp_step *r = &out->steps[out->n_steps - 1];
+    if (strcmp(r->kernel, "rope_kv") || r->n_input != 3 || r->n_output != 3 || s->n_input != 3 ||
+        s->n_output != 1 || r->layers != s->layers)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(r->output[i], s->input[i]))
+            return false;
+    if (strcmp(r->output[0], r->input[0]) || strcmp(r->output[1], "k_cache") || strcmp(r->output[2], "v_cache"))
+        return false;
+    struct dg_kp_step f = *s;
+    snprintf(f.kernel, sizeof f.kernel, "attention_fused");
+    snprintf(f.entry, sizeof f.entry, "main");
+    for (int i = 0; i < 3; i++)
+        snprintf(f.input[i], DG_KP_NAME, "%s", r->input[i]);
+    const char *outs[5] = {"k_cache", "v_cache", s->output[0], "attn_part", "attn_count"};
+    for (int i = 0; i < 5; i++)
+        snprintf(f.output[i], DG_KP_NAME, "%s", outs[i]);
+    f.n_output = 5;
+    apply_tuned(plan, reg, caps, &f);
+    apply_knob_prefs(plan, reg, &f);
+    *r = f;
+    return true;
+}
+
 static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                  const struct dg_kp_caps *caps, const struct dg_kpath *p, enum dg_kp_section_id sid,
                                  bool prefill, bool per_layer, struct dg_kp_section *out)
@@ -560,9 +614,12 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
         char where[80];
         snprintf(where, sizeof where, "%s[%d]", dg_kp_section_name(sid), order[i]);
         bool was_split = strcmp(s.entry, "split") == 0;
+        bool fuse = !prefill && wants_fused_attention(plan, &s, prefill);
         dg_status st = resolve_entry(plan, reg, caps, p->file, where, prefill, &s);
         if (st)
             return st;
+        if (fuse && strcmp(s.entry, "split") == 0 && fuse_rope_attention(plan, reg, caps, out, &s))
+            continue;
         if (!prefill)
             apply_tuned(plan, reg, caps, &s);
         apply_knob_prefs(plan, reg, &s);

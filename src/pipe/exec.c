@@ -205,6 +205,8 @@ static int64_t slot_width(const struct dg_hparams *hp, const char *name, int64_t
         return hp->n_kv_heads * hd;
     if (!strcmp(name, "attn_part"))
         return hp->n_heads * nsplit * (hd + 2);
+    if (!strcmp(name, "attn_count"))
+        return hp->n_heads;
     if (!strcmp(name, "gate") || !strcmp(name, "up") || !strcmp(name, "ffn_act"))
         return hp->intermediate;
     if (!strcmp(name, "logits"))
@@ -241,7 +243,12 @@ static dg_status slot_get(struct dg_exec *ex, const char *name, int64_t nsplit, 
     snprintf(s->name, sizeof s->name, "%s", name);
     s->width = w;
     s->bytes = ((uint64_t)w * (uint64_t)ex->max_batch * 4 + 15) / 16 * 16;
-    dg_status st = dg_buffer_alloc(ex->gl, s->bytes, NULL, &s->buf);
+    /* attention_fused's per-head counters start at zero; the kernel leaves them at zero */
+    void *zero = !strcmp(name, "attn_count") ? calloc(1, s->bytes) : NULL;
+    if (!strcmp(name, "attn_count") && !zero)
+        return dg_fail(DG_E_NOMEM, "slot %s: out of memory", name);
+    dg_status st = dg_buffer_alloc(ex->gl, s->bytes, zero, &s->buf);
+    free(zero);
     if (st)
         return dg_fail_context(st, "slot %s: ", name);
     ex->n_slots++;
@@ -751,7 +758,8 @@ static int64_t max_attention_nsplit(const struct dg_kplan *plan, const struct dg
         for (int sc = 0; sc < 4; sc++)
             for (int i = 0; i < r.sec[sc].n_steps; i++) {
                 const struct dg_kp_step *st = &r.sec[sc].steps[i];
-                if (strcmp(st->kernel, "attention") || strcmp(st->entry, "split"))
+                if (strcmp(st->kernel, "attention_fused") &&
+                    (strcmp(st->kernel, "attention") || strcmp(st->entry, "split")))
                     continue;
                 int64_t n = step_nsplit(dg_kp_kernel_find(reg, st->kernel), st);
                 best = n > best ? n : best;

@@ -83,6 +83,15 @@ MOE_TESTS(1, qwen3_moe)
 MOE_TESTS(2, gpt_oss)
 MOE_TESTS(3, phimoe)
 
+/* GPT-OSS through the nvidia profile: attention_fused with the learned sinks (started as a pseudo-key in
+ * split 0) and alternating sliding-window layers; same tolerance as the f32 path. */
+DG_TEST(conf_gpt_oss_f32_profile_nvidia)
+{
+    conf_profile = "nvidia";
+    run_moe(2, "f32", 1e-3);
+    conf_profile = NULL;
+}
+
 /* ---- stacked expert tensors larger than the SSBO block limit ---- */
 
 /* The limit is lowered to 40000 bytes (the driver's is far larger) so every stacked expert tensor of the
