@@ -12,8 +12,9 @@
 // one dispatch. Each workgroup ropes q and the new k itself (from the raw projections) and uses the new
 // k/v from shared memory for the current position, so no workgroup reads a cache row another one writes;
 // one workgroup per kv head stores them in the cache for later tokens. Partials go to `part`; the last
-// workgroup of a head to finish (an atomic counter per head, reset by that workgroup) combines them.
-// Three dependent dispatches a layer become one.
+// workgroup of a head to finish (an atomic counter per head, reset by that workgroup) combines them;
+// with NSPLIT 1 the one workgroup of a head writes the output itself (no partials, no counter).
+// Three dependent dispatches a layer become one (two with NSPLIT 1, which had no combine).
 // Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS);
 // fused: 5 k, 6 v (this token's projections), 7 rope table, 8 part, 9 per-head counters (zeroed at load).
 
@@ -324,7 +325,7 @@ void main()
         m = mn;
         WG_BARRIER();
     }
-#if defined(ATTN_FUSED)
+#if defined(ATTN_FUSED) && NSPLIT > 1
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
     if (lid == 0u) {
         P[pb] = m;
@@ -360,7 +361,7 @@ void main()
     }
     if (lid == 0u)
         Cnt[t * uint(NH) + h] = 0u; // ready for the next layer's dispatch (a barrier lies between)
-#elif defined(ATTN_SPLIT)
+#elif defined(ATTN_SPLIT) && !defined(ATTN_FUSED)
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
     if (lid == 0u) {
         O[pb] = m;

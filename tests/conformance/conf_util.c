@@ -11,6 +11,7 @@
 #include "test.h"
 
 const char *conf_profile;
+const char *conf_plan_json;
 int conf_max_batch;
 static struct dg_kp_registry reg;
 static bool reg_loaded;
@@ -110,6 +111,8 @@ static dg_status conf_run_h(struct dg_gl *gl, const struct dg_model *m, const ch
     struct dg_kplan plan;
     dg_kplan_init(&plan);
     dg_status st = dg_kplan_apply_profile(&plan, conf_profile ? conf_profile : dg_kplan_auto_profile(&kc));
+    if (!st && conf_plan_json)
+        st = dg_kplan_apply_json(&plan, conf_plan_json, "test");
     if (st)
         return st;
     dg_kp_choice_set(&plan.kernel_path, path_id, "test");

@@ -17,6 +17,8 @@ struct conf_ref {
 
 /* Kernel profile conf_run applies (NULL: chosen from the device, as the CLI does). */
 extern const char *conf_profile;
+/* A kernelPlan object conf_run applies after the profile (NULL: none). */
+extern const char *conf_plan_json;
 /* Executor batch size (and so the activation slots' size) conf_run uses; 0: 64 (all fixture tokens). */
 extern int conf_max_batch;
 const struct dg_kp_registry *conf_registry(void);

@@ -83,13 +83,16 @@ MOE_TESTS(1, qwen3_moe)
 MOE_TESTS(2, gpt_oss)
 MOE_TESTS(3, phimoe)
 
-/* GPT-OSS through the nvidia profile: attention_fused with the learned sinks (started as a pseudo-key in
- * split 0) and alternating sliding-window layers; same tolerance as the f32 path. */
-DG_TEST(conf_gpt_oss_f32_profile_nvidia)
+/* GPT-OSS through attention_fused with 16 splits (forced through the plan on top of the nvidia profile):
+ * the learned sinks (started as a pseudo-key in split 0) and alternating sliding-window layers; same
+ * tolerance as the f32 path. */
+DG_TEST(conf_gpt_oss_f32_fused_attention)
 {
     conf_profile = "nvidia";
+    conf_plan_json = "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}";
     run_moe(2, "f32", 1e-3);
     conf_profile = NULL;
+    conf_plan_json = NULL;
 }
 
 /* ---- stacked expert tensors larger than the SSBO block limit ---- */
