@@ -15,8 +15,11 @@
 // workgroup of a head to finish (an atomic counter per head, reset by that workgroup) combines them;
 // with NSPLIT 1 the one workgroup of a head writes the output itself (no partials, no counter).
 // Three dependent dispatches a layer become one (two with NSPLIT 1, which had no combine).
+// HAS_QK_NORM (fused only; Qwen3, Gemma 3): the per-head RMS norms of q and k (w, GEMMA: 1 + w) are applied
+// to the raw projections before the rotation, so the two qk_norm dispatches go too.
 // Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS);
-// fused: 5 k, 6 v (this token's projections), 7 rope table, 8 part, 9 per-head counters (zeroed at load).
+// fused: 5 k, 6 v (this token's projections), 7 rope table, 8 part, 9 per-head counters (zeroed at load),
+// 10 / 11 q / k norm weights [HD] (HAS_QK_NORM).
 
 #ifndef NH
 #define NH 4
@@ -66,6 +69,15 @@
 #ifndef MSCALE
 #define MSCALE 1.0
 #endif
+#ifndef HAS_QK_NORM
+#define HAS_QK_NORM 0
+#endif
+#ifndef EPS
+#define EPS 1e-6
+#endif
+#ifndef GEMMA
+#define GEMMA 0
+#endif
 #ifdef ATTN_FUSED
 #define ATTN_SPLIT 1
 #endif
@@ -83,6 +95,10 @@ layout(std430, binding = 7) readonly buffer Tb { float invf[]; };
 // coherent: the combining workgroup reads what the other workgroups of the dispatch wrote
 layout(std430, binding = 8) coherent buffer Pb { float P[]; };
 layout(std430, binding = 9) coherent buffer Cb { uint Cnt[]; };
+#if HAS_QK_NORM
+layout(std430, binding = 10) readonly buffer QNb { float QN[]; };
+layout(std430, binding = 11) readonly buffer KNb { float KN[]; };
+#endif
 #else
 layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
 layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
@@ -234,6 +250,27 @@ void main()
         vcur[d] = Vx[(t * uint(NKV) + kvh) * uint(HD) + d];
     }
     WG_BARRIER();
+#if HAS_QK_NORM
+    {
+        float sq = 0.0, sk = 0.0;
+        for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
+            sq += qraw[d] * qraw[d];
+            sk += kraw[d] * kraw[d];
+        }
+        float iq = inversesqrt(wg_reduce(sq, false) / float(HD) + float(EPS));
+        float ik = inversesqrt(wg_reduce(sk, false) / float(HD) + float(EPS));
+        for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
+            float wq = QN[d], wk = KN[d];
+#if GEMMA
+            wq += 1.0;
+            wk += 1.0;
+#endif
+            qraw[d] *= iq * wq;
+            kraw[d] *= ik * wk;
+        }
+        WG_BARRIER();
+    }
+#endif
     for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
         float rq, rk;
         ROPE_AT(qraw, d, fpos, toff, rq);

@@ -554,7 +554,7 @@ static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry
 
 /* Decode under the "fused" attention variant: when the step just emitted is rope_kv writing the q, k_cache
  * and v_cache this split attention reads, both become one attention_fused step (rope, KV write, attention
- * and the combine in one dispatch). It takes rope_kv's inputs and the attention's path constants and
+ * and the combine in one dispatch), with the q and k qk_norm steps right before rope_kv when present. It takes rope_kv's inputs and the attention's path constants and
  * weights, then the tuner's winner and the profile's knobs for attention_fused itself. */
 static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                 const struct dg_kp_caps *caps, struct dg_kp_section *out, const struct dg_kp_step *s)
@@ -571,6 +571,30 @@ static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_
     if (strcmp(r->output[0], r->input[0]) || strcmp(r->output[1], "k_cache") || strcmp(r->output[2], "v_cache"))
         return false;
     struct dg_kp_step f = *s;
+    /* the per-head q and k norms just before rope_kv (Qwen3, Gemma 3) move into the kernel too */
+    int absorbed = 0;
+    if (out->n_steps >= 3) {
+        const struct dg_kp_step *qn = &out->steps[out->n_steps - 3], *kn = &out->steps[out->n_steps - 2];
+        bool ok = true;
+        for (int i = 0; i < 2 && ok; i++) {
+            const struct dg_kp_step *n = i ? kn : qn;
+            ok = !strcmp(n->op, "qk_norm") && !strcmp(n->kernel, "rmsnorm") && n->n_weights == 1 &&
+                 !strcmp(n->weights[0].role, "weight") && n->n_input == 1 && n->n_output == 1 &&
+                 !strcmp(n->input[0], r->input[i]) && !strcmp(n->output[0], r->input[i]) && n->layers == s->layers &&
+                 f.n_weights < DG_KP_MAX_WEIGHTS;
+            for (int c = 0; ok && c < n->n_consts; c++)
+                ok = !strcmp(n->consts[c].name, "WG_SIZE"); /* nothing the fused norm would drop */
+        }
+        if (ok && f.n_weights + 2 <= DG_KP_MAX_WEIGHTS) {
+            const char *roles[2] = {"q_norm", "k_norm"};
+            for (int i = 0; i < 2; i++) {
+                struct dg_kp_weight *w = &f.weights[f.n_weights++];
+                snprintf(w->role, sizeof w->role, "%s", roles[i]);
+                snprintf(w->tmpl, sizeof w->tmpl, "%s", (i ? kn : qn)->weights[0].tmpl);
+            }
+            absorbed = 2;
+        }
+    }
     snprintf(f.kernel, sizeof f.kernel, "attention_fused");
     snprintf(f.entry, sizeof f.entry, "main");
     for (int i = 0; i < 3; i++)
@@ -581,7 +605,8 @@ static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_
     f.n_output = 5;
     apply_tuned(plan, reg, caps, &f);
     apply_knob_prefs(plan, reg, &f);
-    *r = f;
+    out->n_steps -= absorbed;
+    out->steps[out->n_steps - 1] = f;
     return true;
 }
 

@@ -359,11 +359,12 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
     } else if (!strcmp(name, "LAYERNORM")) {
         SETI(hp->norm_style == DG_NORM_LAYER);
     } else if (!strcmp(name, "HAS_BIAS") || !strcmp(name, "HAS_NORM_A") || !strcmp(name, "HAS_BIAS2") ||
-               !strcmp(name, "HAS_SINKS") || !strcmp(name, "HAS_NORM_IN")) {
+               !strcmp(name, "HAS_SINKS") || !strcmp(name, "HAS_NORM_IN") || !strcmp(name, "HAS_QK_NORM")) {
         const char *role = !strcmp(name, "HAS_BIAS")      ? "bias"
                            : !strcmp(name, "HAS_BIAS2")   ? "up_bias"
                            : !strcmp(name, "HAS_SINKS")   ? "sinks"
                            : !strcmp(name, "HAS_NORM_IN") ? "norm_in"
+                           : !strcmp(name, "HAS_QK_NORM") ? "q_norm"
                                                           : "post_norm";
         bool has = false;
         for (int i = 0; i < c->k->n_bindings; i++)
