@@ -13,8 +13,10 @@
 // and scales by 1 / rms(x), which it reduces itself (main: alongside the dot products; row: once per
 // workgroup; both apply it to the dot products at the end; prefill: per token before the tiles), so a
 // layer has no separate norm dispatches.
+// OUT3 (kernel matmul_qkv): W is the q, k and v projections' rows one after the other; output rows below
+// N1 go to y, the next N2 to y2 and the rest to y3, so one dispatch computes all three.
 // Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
-// 5 norm weights (HAS_NORM_IN).
+// 5 norm weights (HAS_NORM_IN), 6 y2 / 7 y3 (OUT3).
 
 #ifndef N
 #define N 64 // output rows (full tensor)
@@ -74,6 +76,13 @@ layout(std430, binding = 2) readonly buffer Bb { float Bias[]; };
 layout(std430, binding = 3) buffer Yb { float Y[]; };
 #else
 layout(std430, binding = 3) writeonly buffer Yb { float Y[]; };
+#endif
+#ifdef OUT3
+#if ACCUMULATE || GLU
+#error OUT3 writes plain projections (no ACCUMULATE, no GLU)
+#endif
+layout(std430, binding = 6) writeonly buffer Y2b { float Y2[]; };
+layout(std430, binding = 7) writeonly buffer Y3b { float Y3[]; };
 #endif
 layout(location = 0) uniform uint u_row0;
 layout(location = 1) uniform uint u_nrows;
@@ -142,11 +151,20 @@ void store(uint n, uint t, float g, float u)
 #endif
     if (float(SOFTCAP) > 0.0)
         v = float(SOFTCAP) * stable_tanh(v / float(SOFTCAP));
+#ifdef OUT3
+    if (n >= uint(N1 + N2))
+        Y3[t * uint(N - N1 - N2) + n - uint(N1 + N2)] = v;
+    else if (n >= uint(N1))
+        Y2[t * uint(N2) + n - uint(N1)] = v;
+    else
+        Y[t * uint(N1) + n] = v;
+#else
     uint o = t * uint(N) + n;
 #if ACCUMULATE
     Y[o] += v;
 #else
     Y[o] = v;
+#endif
 #endif
 }
 

@@ -28,7 +28,7 @@
 #define DG_KP_MAX_BINDINGS 12
 #define DG_KP_MAX_OPS 6
 #define DG_KP_MAX_CONSTS 16
-#define DG_KP_MAX_WEIGHTS 6
+#define DG_KP_MAX_WEIGHTS 8
 #define DG_KP_MAX_IO 6
 #define DG_KP_MAX_REQ 4
 
@@ -231,6 +231,9 @@ struct dg_kplan {
     struct dg_kp_choice q4k_strategy;  /* auto | fused_q4k | dequant_f16 | dequant_f32 */
     struct dg_kp_choice strict;        /* "true" / "false" */
     struct dg_kp_choice kv_dtype;      /* f16 | f32 */
+    /* "true": the executor runs a layer's q, k and v projections as one matmul_qkv dispatch where the three
+     * weights share a format and width (the layers of Q4_K_M files whose v is Q6_K keep three) */
+    struct dg_kp_choice qkv_fusion;
     struct dg_kp_opvariants variants[DG_KP_MAX_VARIANTS];
     int n_variants;
     /* per-layer step order, by step role, for decode [0] and prefill [1] (a path's prefill steps may differ,

@@ -27,6 +27,7 @@ void dg_kplan_init(struct dg_kplan *plan)
     dg_kp_choice_set(&plan->q4k_strategy, "auto", "default");
     dg_kp_choice_set(&plan->strict, "false", "default");
     dg_kp_choice_set(&plan->tuner, "true", "default");
+    dg_kp_choice_set(&plan->qkv_fusion, "false", "default");
     plan->fused_allowed = true;
 }
 
@@ -127,6 +128,9 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         /* decode: rope_kv folded into attention (attention_fused with one workgroup a head, so no
          * workgroup waits on another): one dispatch less a layer, each ~65 us of CPU on llvmpipe */
         dg_kp_choice_set(&at->decode, "fused", src);
+        /* q, k and v in one dispatch: two dispatches less a layer, and the small k/v GEMVs no longer run
+         * on one core (k and v of sotu-6m are 128 rows: one or two workgroups) */
+        dg_kp_choice_set(&plan->qkv_fusion, "true", src);
         add_knob_pref(plan, "attention_fused", "main", "NSPLIT", "1");
         add_knob_pref(plan, "attention_fused", "main", "CHUNK", "128");
     } else if (strcmp(profile, "nvidia") == 0) {
@@ -263,11 +267,13 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
                     return dg_fail(DG_E_FORMAT, "%s: kvDtype: \"%s\" (expected f16 or f32)", src, v);
                 dg_kp_choice_set(&plan->kv_dtype, v, src);
             }
-        } else if (strcmp(k, "strict") == 0 || strcmp(k, "tuner") == 0) {
+        } else if (strcmp(k, "strict") == 0 || strcmp(k, "tuner") == 0 || strcmp(k, "qkvFusion") == 0) {
             if (!cJSON_IsBool(it))
                 return dg_fail(DG_E_FORMAT, "%s: %s: expected true or false", src, k);
-            dg_kp_choice_set(strcmp(k, "strict") == 0 ? &plan->strict : &plan->tuner, cJSON_IsTrue(it) ? "true" : "false",
-                             src);
+            dg_kp_choice_set(strcmp(k, "strict") == 0  ? &plan->strict
+                             : strcmp(k, "tuner") == 0 ? &plan->tuner
+                                                       : &plan->qkv_fusion,
+                             cJSON_IsTrue(it) ? "true" : "false", src);
         } else if (strcmp(k, "variants") == 0) {
             if (!cJSON_IsObject(it))
                 return dg_fail(DG_E_FORMAT, "%s: variants: expected an object (attention, matmul, or an op name)", src);
@@ -320,7 +326,7 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
         } else {
             return dg_fail(DG_E_FORMAT,
                            "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, tuner, "
-                           "kvDtype, variants, layerPipeline)",
+                           "qkvFusion, kvDtype, variants, layerPipeline)",
                            src, k);
         }
     }
@@ -767,6 +773,7 @@ void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpat
     print_choice(out, "strict", &plan->strict, "false");
     print_choice(out, "kvDtype", &plan->kv_dtype, p ? p->kv_dtype : "f16");
     print_choice(out, "tuner", &plan->tuner, "true");
+    print_choice(out, "qkvFusion", &plan->qkv_fusion, "false");
     if (strcmp(plan->tuner.value, "false") != 0)
         fprintf(out, "  %-22s %d decode step winner%s%s%s\n", "tuner results", plan->n_tuned, plan->n_tuned == 1 ? "" : "s",
                 plan->tuned_file[0] ? " from " : " (none cached for this device and model)", plan->tuned_file);

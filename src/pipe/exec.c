@@ -191,6 +191,70 @@ static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg
     return g;
 }
 
+/* The q, k and v projections (or their biases) of a layer as one tensor, rows in that order, for
+ * matmul_qkv. The source bytes are concatenated row-major and uploaded as one tensor, so conversion or
+ * quantization at load is the same per row as for the three apart; the three are never uploaded alone
+ * when every step that reads them is fused. NULL with *st set when they differ in format or width. */
+static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *names[3], dg_status *st)
+{
+    *st = DG_OK;
+    char key[DG_TENSOR_NAME_MAX];
+    if (snprintf(key, sizeof key, "%s+kv", names[0]) >= (int)sizeof key) {
+        *st = dg_fail(DG_E_UNSUPPORTED, "tensor %s: name too long to fuse q/k/v", names[0]);
+        return NULL;
+    }
+    for (int i = 0; i < ex->n_tensors; i++)
+        if (strcmp(ex->tensors[i].name, key) == 0)
+            return &ex->tensors[i];
+    const struct dg_tensor *t[3];
+    uint64_t nbytes = 0;
+    int64_t rows = 0;
+    for (int i = 0; i < 3; i++) {
+        t[i] = dg_model_find(ex->m, names[i]);
+        if (!t[i] || t[i]->dtype != t[0]->dtype || t[i]->ndim != t[0]->ndim || t[i]->layout != t[0]->layout ||
+            t[i]->transposed || (t[i]->ndim >= 2 && t[i]->shape[t[i]->ndim - 1] != t[0]->shape[t[0]->ndim - 1])) {
+            *st = dg_fail(DG_E_INTERNAL, "tensors %s, %s, %s: cannot be fused (missing, or different format or width)",
+                          names[0], names[1], names[2]);
+            return NULL;
+        }
+        nbytes += t[i]->nbytes;
+        rows += t[i]->ndim >= 2 ? dg_tensor_nelems(t[i]) / t[i]->shape[t[i]->ndim - 1] : t[i]->shape[0];
+    }
+    if (ex->n_tensors >= MAX_TENSORS) {
+        *st = dg_fail(DG_E_UNSUPPORTED, "more than %d weight tensors", MAX_TENSORS);
+        return NULL;
+    }
+    unsigned char *data = malloc(nbytes ? nbytes : 1);
+    if (!data) {
+        *st = dg_fail(DG_E_NOMEM, "tensor %s: out of memory", key);
+        return NULL;
+    }
+    uint64_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        memcpy(data + off, t[i]->data, t[i]->nbytes);
+        off += t[i]->nbytes;
+    }
+    struct dg_tensor cat = *t[0];
+    snprintf(cat.name, sizeof cat.name, "%s", key);
+    cat.ndim = t[0]->ndim >= 2 ? 2 : 1;
+    cat.shape[0] = rows;
+    if (cat.ndim == 2)
+        cat.shape[1] = t[0]->shape[t[0]->ndim - 1];
+    cat.data = data;
+    cat.nbytes = nbytes;
+    bool bias = cat.ndim == 1;
+    struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
+    *st = dg_exec_upload_tensor(ex->gl, bias ? "f32" : ex->path->weight_format, &cat, g);
+    free(data);
+    if (*st)
+        return NULL;
+    if (bias)
+        g->ndim = 1;
+    ex->n_tensors++;
+    ex->weight_bytes += g->row_bytes * (uint64_t)g->rows;
+    return g;
+}
+
 /* Elements per token of a slot (attn_part depends on the step's NSPLIT). */
 static int64_t slot_width(const struct dg_hparams *hp, const char *name, int64_t nsplit)
 {
@@ -344,6 +408,16 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
             return dg_fail(DG_E_INTERNAL, "%s: cannot size N", c->where);
     } else if (!strcmp(name, "K")) {
         SETI(p ? p->cols : 0);
+    } else if (!strcmp(name, "N1") || !strcmp(name, "N2")) {
+        /* matmul_qkv: the widths of its first two output slots (q, k) */
+        const char *role = name[1] == '1' ? "out" : "out2";
+        int64_t w = 0;
+        for (int i = 0; i < c->k->n_bindings; i++)
+            if (!strcmp(c->k->bindings[i].role, role) && c->sl[i])
+                w = c->sl[i]->width;
+        if (w <= 0)
+            return dg_fail(DG_E_INTERNAL, "%s: cannot size %s", c->where, name);
+        SETI(w);
     } else if (!strcmp(name, "DIM")) {
         SETI(p ? (p->ndim >= 2 ? p->cols : p->cols * p->rows) : hp->hidden);
     } else if (!strcmp(name, "ROWS")) {
@@ -491,6 +565,32 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                     sw = &s->weights[i];
             if (!sw)
                 continue;
+            /* matmul_qkv: the role's k and v companions name the other two tensors to concatenate */
+            char rk[DG_KP_NAME + 2], rv[DG_KP_NAME + 2];
+            snprintf(rk, sizeof rk, "%s_k", b->role);
+            snprintf(rv, sizeof rv, "%s_v", b->role);
+            const struct dg_kp_weight *swk = NULL, *swv = NULL;
+            for (int i = 0; i < s->n_weights; i++) {
+                if (!strcmp(s->weights[i].role, rk))
+                    swk = &s->weights[i];
+                if (!strcmp(s->weights[i].role, rv))
+                    swv = &s->weights[i];
+            }
+            if (swk && swv) {
+                char nm[3][DG_TENSOR_NAME_MAX];
+                const char *names[3] = {nm[0], nm[1], nm[2]};
+                const struct dg_kp_weight *parts[3] = {sw, swk, swv};
+                dg_status st = DG_OK;
+                for (int i = 0; i < 3 && !st; i++)
+                    st = dg_kpath_weight_name(parts[i]->tmpl, layer, nm[i], sizeof nm[i]);
+                if (!st)
+                    c.w[bi] = tensor_get_qkv(ex, names, &st);
+                if (st)
+                    return dg_fail_context(st, "%s: ", where);
+                if (!c.primary)
+                    c.primary = c.w[bi];
+                continue;
+            }
             char alts[128];
             snprintf(alts, sizeof alts, "%s", sw->tmpl);
             char *save = NULL, tried[256] = "";
@@ -770,6 +870,85 @@ static int64_t max_attention_nsplit(const struct dg_kplan *plan, const struct dg
     return best;
 }
 
+/* Under the plan's qkvFusion: steps i, i+1, i+2 of a layer are plain matmuls of one input writing q, k
+ * and v with the same entry, constants (the tuner's aside) and norm, and the layer's three weights (and
+ * biases, all or none) share a format and width: fills `out` with one matmul_qkv step for them. */
+static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, int n, int i, int L,
+                        struct dg_kp_step *out)
+{
+    if (strcmp(ex->plan.qkv_fusion.value, "true") || i + 2 >= n || !dg_kp_kernel_find(ex->reg, "matmul_qkv"))
+        return false;
+    const struct dg_hparams *hp = &ex->m->hp;
+    static const char *const outs[3] = {"q", "k", "v"};
+    const char *tmpl[3][3] = {{NULL}}; /* [step][weight, norm_in, bias] */
+    for (int j = 0; j < 3; j++) {
+        const struct dg_kp_step *s = &st[i + j];
+        if (strcmp(s->kernel, "matmul") || strcmp(s->op, "matmul") || strcmp(s->entry, st[i].entry) ||
+            !layer_selected(hp, s->layers, L) || s->n_input != 1 || strcmp(s->input[0], st[i].input[0]) ||
+            s->n_output != 1 || strcmp(s->output[0], outs[j]))
+            return false;
+        for (int w = 0; w < s->n_weights; w++) {
+            const char *r = s->weights[w].role;
+            int slot = !strcmp(r, "weight") ? 0 : !strcmp(r, "norm_in") ? 1 : !strcmp(r, "bias") ? 2 : -1;
+            if (slot < 0 || strchr(s->weights[w].tmpl, '|'))
+                return false;
+            tmpl[j][slot] = s->weights[w].tmpl;
+        }
+        if (!tmpl[j][0] || !tmpl[j][1] != !tmpl[0][1] || (tmpl[j][1] && strcmp(tmpl[j][1], tmpl[0][1])) ||
+            !tmpl[j][2] != !tmpl[0][2])
+            return false;
+        /* the same constants apart from tuner-chosen ones (the fused step runs the q step's) */
+        for (int c = 0; c < s->n_consts; c++) {
+            if (s->tuned_consts & (1u << c))
+                continue;
+            bool same = false;
+            for (int d = 0; d < st[i].n_consts; d++)
+                same |= !(st[i].tuned_consts & (1u << d)) && !strcmp(st[i].consts[d].name, s->consts[c].name) &&
+                        !strcmp(st[i].consts[d].value, s->consts[c].value);
+            if (!same || (!strcmp(s->consts[c].name, "ACCUMULATE") && strcmp(s->consts[c].value, "0")))
+                return false;
+        }
+    }
+    for (int slot = 0; slot < 3; slot += 2) {
+        if (!tmpl[0][slot])
+            continue;
+        const struct dg_tensor *t0 = NULL;
+        for (int j = 0; j < 3; j++) {
+            char nm[DG_TENSOR_NAME_MAX];
+            if (dg_kpath_weight_name(tmpl[j][slot], L, nm, sizeof nm) != DG_OK) {
+                dg_clear_error();
+                return false;
+            }
+            const struct dg_tensor *t = dg_model_find(ex->m, nm);
+            if (!t || t->layout != DG_LAYOUT_ROW || t->transposed)
+                return false;
+            if (!t0)
+                t0 = t;
+            else if (t->dtype != t0->dtype || t->ndim != t0->ndim ||
+                     (t->ndim >= 2 && t->shape[t->ndim - 1] != t0->shape[t0->ndim - 1]))
+                return false; /* biases (1-D) only share the format */
+        }
+    }
+    *out = st[i];
+    snprintf(out->kernel, sizeof out->kernel, "matmul_qkv");
+    snprintf(out->role, sizeof out->role, "qkv_proj");
+    out->n_weights = 0;
+    static const char *const roles[3][3] = {{"weight", "weight_k", "weight_v"}, {"norm_in", NULL, NULL},
+                                            {"bias", "bias_k", "bias_v"}};
+    for (int slot = 0; slot < 3; slot++)
+        for (int j = 0; j < 3 && tmpl[0][slot]; j++) {
+            if (!roles[slot][j])
+                continue;
+            struct dg_kp_weight *w = &out->weights[out->n_weights++];
+            snprintf(w->role, sizeof w->role, "%s", roles[slot][j]);
+            snprintf(w->tmpl, sizeof w->tmpl, "%s", tmpl[j][slot]);
+        }
+    for (int j = 0; j < 3; j++)
+        snprintf(out->output[j], DG_KP_NAME, "%s", outs[j]);
+    out->n_output = 3;
+    return true;
+}
+
 static dg_status build_phase(struct dg_exec *ex, bool prefill)
 {
     struct dg_kp_resolved r;
@@ -796,6 +975,14 @@ static dg_status build_phase(struct dg_exec *ex, bool prefill)
             if (!layer_selected(hp, r.sec[1].steps[i].layers, L))
                 continue;
             snprintf(where, sizeof where, "%s[%d] (layer %d)", prefill ? "prefill.steps" : "decode.steps", i, L);
+            struct dg_kp_step qkv;
+            if (qkv_fusable(ex, r.sec[1].steps, r.sec[1].n_steps, i, L, &qkv)) {
+                snprintf(where, sizeof where, "%s[%d..%d] (layer %d, q/k/v fused)",
+                         prefill ? "prefill.steps" : "decode.steps", i, i + 2, L);
+                st = build_step(ex, ph, &qkv, L, where, &hz, T);
+                i += 2;
+                continue;
+            }
             st = build_step(ex, ph, &r.sec[1].steps[i], L, where, &hz, T);
         }
         if (L == 0)

@@ -558,7 +558,7 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
             snprintf(name, sizeof name, "%.*s", (int)(l < sizeof name ? l : sizeof name - 1), p);
             if (!dg_tune_kernel_tunable(name))
                 return dg_fail(DG_E_USAGE, "--kernels: \"%s\" is not a tunable kernel (known: matmul, ffn_gate_up, "
-                               "rmsnorm, add_rmsnorm, attention)", name);
+                               "rmsnorm, add_rmsnorm, attention, attention_fused)", name);
             p += l + (p[l] == ',');
         }
 
@@ -584,6 +584,9 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
     base->n_tuned = 0;
     base->tuned_file[0] = 0;
     dg_kp_choice_set(&base->tuner, "false", "tune baseline");
+    /* every projection is timed and verified as its own step (the winners apply per role; a fused q/k/v
+     * dispatch runs the q step's) */
+    dg_kp_choice_set(&base->qkv_fusion, "false", "tune baseline");
     c.plan = base;
 
     /* targets: the tunable decode steps, once per (kernel, role), with what the plan runs them with */
