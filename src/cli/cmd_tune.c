@@ -24,8 +24,7 @@ static void usage(FILE *out)
             "Options:\n"
             "  -m, --model PATH        model folder or GGUF file (default: the bundled models/sotu-6m-q8_0)\n"
             "  --kernels LIST          comma-separated kernels to tune: matmul, ffn_gate_up, rmsnorm,\n"
-            "                          add_rmsnorm, attention, attention_fused (default: all the path\n"
-            "                          uses)\n"
+            "                          add_rmsnorm, attention (default: all the path uses)\n"
             "  --force                 tune again even when results are cached\n"
             "  --json                  print the result as JSON\n"
             "  -p, --n-prompt N        prompt tokens before the timed decode tokens (default 64; 16 on a\n"
@@ -160,7 +159,7 @@ static int run(int argc, char **argv)
             snprintf(name, sizeof name, "%.*s", (int)(l < sizeof name ? l : sizeof name - 1), p);
             if (!dg_tune_kernel_tunable(name))
                 return dg_usage_error("tune", "--kernels: \"%s\" is not a tunable kernel (known: matmul, ffn_gate_up, "
-                                      "rmsnorm, add_rmsnorm, attention, attention_fused)", name);
+                                      "rmsnorm, add_rmsnorm, attention)", name);
             p += l + (p[l] == ',');
         }
     }

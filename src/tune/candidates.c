@@ -1,6 +1,6 @@
 /* candidates.c: which knob sets the tuner tries per kernel on a device. On a GPU: the GEMV's rows per
  * workgroup and threads per row (main) and one invocation per row (row), norm workgroup sizes, attention
- * one workgroup per head (main) or flash-decoding splits (split), attention_fused its split count. On a software rasterizer the set is kept
+ * one workgroup per head (main) or flash-decoding splits (split). On a software rasterizer the set is kept
  * small (every candidate is a program build, slow there). GEMV candidates also vary RPT (rows per thread). Workgroup sizes never exceed the device's limit,
  * and every value is a power of two, which the kernels' reductions require. */
 #include <stdio.h>
@@ -8,8 +8,9 @@
 
 #include "tune/tune.h"
 
-static const char *const tunable[] = {"matmul", "ffn_gate_up", "rmsnorm", "add_rmsnorm", "attention", "attention_fused",
-                                      NULL};
+/* attention_fused is not tuned: the plan builds it from a path's rope_kv and attention steps, which the
+ * tuner's per-step clones would no longer fuse; it runs the profile's knobs */
+static const char *const tunable[] = {"matmul", "ffn_gate_up", "rmsnorm", "add_rmsnorm", "attention", NULL};
 
 bool dg_tune_kernel_tunable(const char *kernel)
 {
@@ -139,13 +140,6 @@ void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps 
                 add(out, caps, "split", 64, "NSPLIT", splits[i]);
                 add(out, caps, "split", 128, "NSPLIT", splits[i]);
             }
-        }
-    } else if (!strcmp(k, "attention_fused")) {
-        /* one entry; the split count and workgroup size trade parallelism against the combine's work */
-        static const int splits[] = {4, 8, 16, 32};
-        for (int i = 0; i < 4; i++) {
-            add(out, caps, "main", 64, "NSPLIT", splits[i]);
-            add(out, caps, "main", 128, "NSPLIT", splits[i]);
         }
     }
 }

@@ -558,7 +558,7 @@ dg_status dg_tune_run(struct dg_gl *gl, const struct dg_model *m, const struct d
             snprintf(name, sizeof name, "%.*s", (int)(l < sizeof name ? l : sizeof name - 1), p);
             if (!dg_tune_kernel_tunable(name))
                 return dg_fail(DG_E_USAGE, "--kernels: \"%s\" is not a tunable kernel (known: matmul, ffn_gate_up, "
-                               "rmsnorm, add_rmsnorm, attention, attention_fused)", name);
+                               "rmsnorm, add_rmsnorm, attention)", name);
             p += l + (p[l] == ',');
         }
 

@@ -43,11 +43,12 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["doppler_gl_tuner"] == 1 and r["cached"] is False
 kernels = {s["kernel"] for s in r["steps"]}
-for k in ["matmul", "ffn_gate_up", "rmsnorm", "attention"]:
+# the llvmpipe profile's decode attention is attention_fused (rope_kv folded in), which is not tuned
+for k in ["matmul", "ffn_gate_up", "rmsnorm"]:
     assert k in kernels, "no %s step tuned: %s" % (k, kernels)
 roles = {s["role"] for s in r["steps"]}
 # the fused path folds the layer norms into q/k/v and gate_up; the final norm ("norm") stays a step
-for role in ["q_proj", "k_proj", "o_proj", "down_proj", "lm_head", "gate_up_proj", "norm", "attention"]:
+for role in ["q_proj", "k_proj", "o_proj", "down_proj", "lm_head", "gate_up_proj", "norm"]:
     assert role in roles, "role %s not tuned" % role
 for s in r["steps"]:
     assert len(s["candidates"]) >= 3, "%s: too few candidates" % s["role"]
@@ -63,8 +64,8 @@ fi
 "$bin" eval -m "$m" --tokens 1,2 --print-plan > "$tmp/plan" 2>&1 || fail "print-plan: $(cat "$tmp/plan")"
 grep -q "tuner results .* decode step winners from $c/tuner/" "$tmp/plan" || fail "plan names no tuner file: $(head -12 "$tmp/plan")"
 n=$(sed -n '/^decode/,$p' "$tmp/plan" | grep -c ': tuner)')
-# q, k, v, attention, o_proj, gate_up, down_proj (layer 0), the final norm and the LM head
-[ "$n" -ge 9 ] || fail "only $n decode steps set by the tuner"
+# q, k, v, o_proj, gate_up, down_proj (layer 0), the final norm and the LM head
+[ "$n" -ge 8 ] || fail "only $n decode steps set by the tuner"
 sed -n '/^prefill/,/^decode/p' "$tmp/plan" | grep -q ': tuner)' && fail "prefill steps set by the tuner"
 sed -n '/^decode/,$p' "$tmp/plan" | grep -q '(tuner)' || fail "no knob value marked (tuner)"
 "$bin" eval -m "$m" --tokens 1,2 --print-plan --kernel-plan '{"tuner": false}' > "$tmp/plan2" 2>&1 || fail "tuner false"
