@@ -3,10 +3,12 @@
  * (matmul/ffn_gate_up "row") asks for the split layout: Q8_0 matrices (the FFN down projection's 704
  * columns end in a short group of 6 blocks) and, in the Q4_K_M file, the Q6_K embedding / tied LM head
  * (one block a row). Each file runs twice on the same tokens, split and with gguf_blocks, prefill of 16
- * tokens then 8 decode steps: the decoders give the same numbers in the same order, so the logits must
- * agree to 1e-5 relative (max |diff| / max(1, max |logit|); only LLVM's choice of fused multiply-adds may
- * differ between the two shader variants). The split run's weights must be larger (the padded groups):
- * evidence that the repack happened at all. */
+ * tokens then 8 decode steps. The decoders give the same weights; the Q8_0 row GEMV sums them in the
+ * same order in both layouts, the split Q6_K one a super-block's four runs at a time (matmul.glsl
+ * rowblk), so the LM head's 256-term f32 sums are reassociated: measured 1.1e-5 relative (max |diff| /
+ * max(1, max |logit|)) on Q4_K_M, under 1e-5 on Q8_0. Bound 1e-4: ten times that, and 50 times below the 5e-3 of
+ * the GPU-vs-CPU checks, where a wrong scale, nibble or group offset moves logits by far more. The split
+ * run's weights must be larger (the padded short groups): evidence that the repack happened at all. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,7 +79,7 @@ static void check_file(const char *name)
     if (!dg_test_failed()) {
         int row;
         double w = conf_worst(a, b, SB_TOKENS, m.hp.vocab, &row);
-        CHECK_MSG(w <= 1e-5, "%s: split vs GGUF-byte logits differ by %.3g relative at token %d", name, w, row);
+        CHECK_MSG(w <= 1e-4, "%s: split vs GGUF-byte logits differ by %.3g relative at token %d", name, w, row);
         CHECK_MSG(wa > wb, "%s: split weights %llu bytes, GGUF %llu: the split layout was not used", name,
                   (unsigned long long)wa, (unsigned long long)wb);
     }
