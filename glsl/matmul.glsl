@@ -150,14 +150,6 @@ void store(uint n, uint t, float g, float u)
 #endif
 }
 
-float dotw(float w[WCH], uint xv) // xv: vec4 index of the chunk's x
-{
-    float s = 0.0;
-    for (uint j = 0u; j < uint(WCH) / 4u; j++)
-        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xin(xv + j));
-    return s;
-}
-
 #if defined(MATMUL_TILED)
 shared vec4 xs[TM * (KS / 4)];
 
@@ -384,41 +376,62 @@ float rowblk(uint sel, uint rb, uint b, uint xv)
 }
 #endif
 
+#ifndef RPT
+#define RPT 1
+#endif
+// RPT rows an invocation: invocation i of workgroup g owns rows g * WG_SIZE * RPT + i + r * WG_SIZE
+// (r < RPT) and applies each chunk of x it loads to all of them (loads of x, and with HAS_NORM_IN of the
+// norm weights, outnumber the weight loads of a 32-weight chunk).
 void main()
 {
-    uint lr = gl_GlobalInvocationID.x, t = gl_WorkGroupID.y;
+    uint t = gl_WorkGroupID.y;
+    uint lr0 = gl_WorkGroupID.x * uint(WG_SIZE * RPT) + gl_LocalInvocationID.x;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
 #if HAS_NORM_IN
     float inv = x_inv_rms(t); // one reduction per workgroup, before the early return (it has barriers)
+#else
+    float inv = 1.0;
 #endif
-    if (lr >= u_nrows)
+    if (lr0 >= u_nrows)
         return;
-    uint rb = lr * uint(WROWBYTES);
-    float acc = 0.0, accu = 0.0;
-#ifdef ROW_BLOCKS
-    for (uint b = 0u; b < uint(K) / 256u; b++) {
-        acc += rowblk(0u, rb, b, xb + 64u * b);
-#if GLU
-        accu += rowblk(1u, rb, b, xb + 64u * b);
-#endif
+    uint rb[RPT];
+    float acc[RPT], accu[RPT];
+    for (uint r = 0u; r < uint(RPT); r++) {
+        // past-the-end rows recompute the last row, never stored
+        rb[r] = min(lr0 + r * uint(WG_SIZE), u_nrows - 1u) * uint(WROWBYTES);
+        acc[r] = 0.0;
+        accu[r] = 0.0;
     }
+#ifdef ROW_BLOCKS
+    for (uint b = 0u; b < uint(K) / 256u; b++)
+        for (uint r = 0u; r < uint(RPT); r++) {
+            acc[r] += rowblk(0u, rb[r], b, xb + 64u * b);
+#if GLU
+            accu[r] += rowblk(1u, rb[r], b, xb + 64u * b);
+#endif
+        }
 #else
     for (uint c = 0u; c < NCH; c++) {
-        float w[WCH];
-        wchunk(0u, rb, c, w);
-        acc += dotw(w, xb + c * (uint(WCH) / 4u));
+        vec4 xs[WCH / 4];
+        for (uint j = 0u; j < uint(WCH) / 4u; j++)
+            xs[j] = xin(xb + c * (uint(WCH) / 4u) + j);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            float w[WCH];
+            wchunk(0u, rb[r], c, w);
+            for (uint j = 0u; j < uint(WCH) / 4u; j++)
+                acc[r] += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xs[j]);
 #if GLU
-        wchunk(1u, rb, c, w);
-        accu += dotw(w, xb + c * (uint(WCH) / 4u));
+            wchunk(1u, rb[r], c, w);
+            for (uint j = 0u; j < uint(WCH) / 4u; j++)
+                accu[r] += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xs[j]);
 #endif
+        }
     }
 #endif
-#if HAS_NORM_IN
-    acc *= inv;
-    accu *= inv;
-#endif
-    store(u_row0 + lr, t, acc, accu);
+    for (uint r = 0u; r < uint(RPT); r++)
+        if (lr0 + r * uint(WG_SIZE) < u_nrows)
+            store(u_row0 + lr0 + r * uint(WG_SIZE), t, acc[r] * inv, accu[r] * inv);
 }
 
 #else
