@@ -20,8 +20,9 @@ layout(std140, binding = 0) uniform Tok {
 #define DT_Q5_1 9
 #define DT_Q5_K 10
 #define DT_MXFP4 11
-// Layout experiments only (docs/FORMAT.md, "GPU reading of 34- and 210-byte blocks"): the same Q8_0 / Q6_K
-// numbers with scales split from quants so every load is an aligned uvec4. No model stores these.
+// GPU-only layouts (docs/FORMAT.md, "GPU reading of 34- and 210-byte blocks"; built at upload by
+// src/pipe/split_blocks.c for one-row-per-invocation GEMVs): the same Q8_0 / Q6_K numbers with scales split
+// from quants so every load is an aligned uvec4. No model file stores these.
 #define DT_Q8_0_SPLIT 64
 #define DT_Q6_K_SPLIT 65
 

@@ -1,7 +1,8 @@
 // wdecode.inc.glsl: reads weights in their GPU format, a chunk of WCH consecutive elements of a row at a
 // time. Weights are bound as uvec4 arrays: binding 1 (W4) and, for the fused gate/up kernel, binding 4
-// (U4); `sel` (a constant at every call site) picks one. Quantized blocks stay in GGUF byte layout and
-// are read with byte arithmetic (project decision: no repacking): Q4_K (144 bytes) and Q5_K (176) blocks
+// (U4); `sel` (a constant at every call site) picks one. Quantized blocks are in GGUF byte layout and
+// read with byte arithmetic (the file's bytes, uploaded as they are), except the split Q8_0 / Q6_K layouts
+// at the end, which the executor builds at upload for one-row GEMVs: Q4_K (144 bytes) and Q5_K (176) blocks
 // are 16-byte aligned and read as uvec4; Q4_1 (20) and Q5_1 (24) are 4-byte aligned and read as words;
 // Q8_0 (34), Q6_K (210), Q4_0 (18) and Q5_0 (22) are read as unaligned 32-bit words. Each decoder
 // follows the CPU reference of model/quant.c (ggml's dequantize_row_* formulas) element for element.
@@ -242,9 +243,10 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
 }
 #elif WTYPE == DT_Q8_0_SPLIT
 #define WCH 32
-// Layout experiment (not a model format): groups of 8 Q8_0 blocks (256 elements, 272 bytes = 17 uvec4):
-// the 8 f16 scales (16 bytes), then the 8 x 32 int8 quants. Same bits per weight as GGUF's 34-byte blocks;
-// every load is an aligned uvec4. Needs K % 256 == 0.
+// Split layout (GPU only, src/pipe/split_blocks.c): groups of 8 Q8_0 blocks (256 elements, 272 bytes = 17
+// uvec4): the 8 f16 scales (16 bytes), then the 8 x 32 int8 quants. Same bits per weight as GGUF's 34-byte
+// blocks; every load is an aligned uvec4. A row's last group may hold fewer blocks (its scale slot stays
+// 16 bytes): the group addressing below is the same.
 void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
 {
     uint g = (rowbyte >> 4) + (c >> 3) * 17u, j = c & 7u;
@@ -258,10 +260,10 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
 }
 #elif WTYPE == DT_Q6_K_SPLIT
 #define WCH 32
-// Layout experiment (not a model format): groups of 8 Q6_K super-blocks (2048 elements, 1680 bytes = 105
-// uvec4): the 8 f16 d (16 bytes), then 8 x 208 bytes (ql 128, qh 64, scales 16: GGUF's block without its
-// trailing d, 13 uvec4). Same bits per weight as GGUF; every load is an aligned uvec4. Chunk order as DT_Q6_K.
-// Needs K % 2048 == 0.
+// Split layout (GPU only): groups of 8 Q6_K super-blocks (2048 elements, 1680 bytes = 105 uvec4): the 8
+// f16 d (16 bytes), then 8 x 208 bytes (ql 128, qh 64, scales 16: GGUF's block without its trailing d, 13
+// uvec4). Same bits per weight as GGUF; every load is an aligned uvec4. Chunk order as DT_Q6_K. A row's
+// last group may hold fewer super-blocks, as for Q8_0.
 void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
 {
     uint s = c >> 3, g = (rowbyte >> 4) + (s >> 3) * 105u, sb = s & 7u;

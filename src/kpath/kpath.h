@@ -67,6 +67,7 @@ struct dg_kp_entry {
     char dispatch[3][DG_KP_EXPR];
     char requires[DG_KP_MAX_REQ][DG_KP_NAME];
     int n_requires;
+    bool split_blocks; /* "splitBlocks": reads Q8_0 / Q6_K fastest in the split layout (pipe/split_blocks.h) */
 };
 
 struct dg_kp_kernel {

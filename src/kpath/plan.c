@@ -133,6 +133,11 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         dg_kp_choice_set(&plan->qkv_fusion, "true", src);
         add_knob_pref(plan, "attention_fused", "main", "NSPLIT", "1");
         add_knob_pref(plan, "attention_fused", "main", "CHUNK", "128");
+        /* Four rows an invocation, each chunk of x (and of the fused norm's weights) loaded once for the
+         * four: bench tg128 on sotu-6m (2026-12-01, load average 3-4 from other work) Q8_0 69-83 ->
+         * 92-95 tok/s, Q4_K_M 68-72 -> 93-97 tok/s against one row; eight rows were slower (73-85 on Q8_0). */
+        add_knob_pref(plan, "matmul", "row", "RPT", "4");
+        add_knob_pref(plan, "ffn_gate_up", "row", "RPT", "4");
     } else if (strcmp(profile, "nvidia") == 0) {
         /* many SMs: split long-context attention across workgroups (flash-decoding) */
         dg_kp_choice_set(&mm->decode, "main", src);

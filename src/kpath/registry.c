@@ -185,6 +185,10 @@ static dg_status parse_kernel(const char *file, const cJSON *j, struct dg_kp_ker
             if ((st = copy_str(file, sub, cJSON_GetArrayItem(disp, i), e->dispatch[i], sizeof e->dispatch[i])))
                 return st;
         }
+        const cJSON *sb = cJSON_GetObjectItemCaseSensitive(it, "splitBlocks");
+        if (sb && !cJSON_IsBool(sb))
+            return dg_fail(DG_E_FORMAT, "%s: %s.splitBlocks: expected true or false", file, f);
+        e->split_blocks = cJSON_IsTrue(sb);
         const cJSON *req = cJSON_GetObjectItemCaseSensitive(it, "requires"), *r;
         cJSON_ArrayForEach(r, req)
         {

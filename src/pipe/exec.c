@@ -89,6 +89,7 @@ struct dg_exec {
     int ctx, max_batch, pos;
     bool bf16_buffers;
     bool kv_f16;
+    bool split_blocks; /* Q8_0 / Q6_K matrices uploaded in the split layout (decode_wants_split_blocks) */
     struct dg_gpu_tensor *tensors;
     int n_tensors;
     struct slot slots[MAX_SLOTS];
@@ -181,7 +182,7 @@ static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg
     size_t nl = strlen(name);
     bool router = nl >= 11 && !strcmp(name + nl - 11, ".mlp.router");
     bool bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
-    *st = dg_exec_upload_tensor(ex->gl, router || bias ? "f32" : ex->path->weight_format, t, g);
+    *st = dg_exec_upload_tensor(ex->gl, router || bias ? "f32" : ex->path->weight_format, t, ex->split_blocks, g);
     if (*st)
         return NULL;
     if (bias)
@@ -244,7 +245,7 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
     cat.nbytes = nbytes;
     bool bias = cat.ndim == 1;
     struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
-    *st = dg_exec_upload_tensor(ex->gl, bias ? "f32" : ex->path->weight_format, &cat, g);
+    *st = dg_exec_upload_tensor(ex->gl, bias ? "f32" : ex->path->weight_format, &cat, ex->split_blocks, g);
     free(data);
     if (*st)
         return NULL;
@@ -396,7 +397,7 @@ static dg_status auto_knob(struct stepctx *c, const char *name, char *val, size_
     if (!strcmp(name, "WTYPE")) {
         if (!p)
             return dg_fail(DG_E_INTERNAL, "%s: WTYPE without a weight", c->where);
-        SETI(p->dtype);
+        SETI(p->wtype);
     } else if (!strcmp(name, "WROWBYTES")) {
         SETI(p ? p->row_bytes : 0);
     } else if (!strcmp(name, "N")) {
@@ -696,9 +697,14 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                            c.primary->name, (long long)c.primary->cols, (long long)c.in_width);
     }
     for (int bi = 0; bi < k->n_bindings; bi++)
+        if (k->bindings[bi].kind == DG_KB_WEIGHT && c.w[bi] && c.w[bi]->wtype != (int)c.w[bi]->dtype && !wt)
+            return dg_fail(DG_E_UNSUPPORTED, "%s: weight %s is uploaded in the split layout, which kernel %s (no "
+                           "WTYPE knob) cannot read", where, c.w[bi]->name, k->name);
+    for (int bi = 0; bi < k->n_bindings; bi++)
         if (k->bindings[bi].kind == DG_KB_WEIGHT && c.w[bi] && c.primary && c.w[bi] != c.primary &&
             c.w[bi]->ndim >= 2 && c.primary->ndim >= 2 &&
-            (c.w[bi]->rows != c.primary->rows || c.w[bi]->dtype != c.primary->dtype))
+            (c.w[bi]->rows != c.primary->rows || c.w[bi]->dtype != c.primary->dtype ||
+             c.w[bi]->wtype != c.primary->wtype))
             return dg_fail(DG_E_UNSUPPORTED, "%s: weights %s and %s differ in shape or format", where, c.primary->name,
                            c.w[bi]->name);
 
@@ -949,6 +955,30 @@ static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, i
     return true;
 }
 
+/* True when a decode step runs a kernel entry that reads Q8_0 / Q6_K fastest in the split layout (the
+ * registry's "splitBlocks", set on the one-row-per-invocation GEMV: measured 3-6x faster on llvmpipe,
+ * docs/FORMAT.md). Weights are uploaded once for both phases, so the decode GEMV decides; every kernel
+ * with a WTYPE knob reads both layouts through glsl/wdecode.inc.glsl. */
+static bool decode_wants_split_blocks(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
+                                      const struct dg_kpath *path)
+{
+    struct dg_kp_resolved r;
+    if (dg_kplan_resolve(plan, reg, NULL, path, false, &r) != DG_OK) {
+        dg_clear_error(); /* build_phase reports it */
+        return false;
+    }
+    bool want = false;
+    for (int sc = 0; sc < 4; sc++)
+        for (int i = 0; i < r.sec[sc].n_steps; i++) {
+            const struct dg_kp_step *st = &r.sec[sc].steps[i];
+            const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, st->kernel);
+            const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, st->entry) : NULL;
+            want |= e && e->split_blocks;
+        }
+    dg_kp_resolved_free(&r);
+    return want;
+}
+
 static dg_status build_phase(struct dg_exec *ex, bool prefill)
 {
     struct dg_kp_resolved r;
@@ -1090,6 +1120,7 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
                    ex->max_batch, cap, (long long)wmax, (long long)max_block);
         ex->max_batch = cap;
     }
+    ex->split_blocks = !(opt && opt->gguf_blocks) && decode_wants_split_blocks(plan, reg, path);
     const char *kvd = plan->kv_dtype.value[0] ? plan->kv_dtype.value : path->kv_dtype;
     ex->kv_f16 = strcmp(kvd, "f32") != 0;
     ex->tensors = calloc(MAX_TENSORS, sizeof *ex->tensors);

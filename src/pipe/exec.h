@@ -3,7 +3,8 @@
  * read-back inside a token except the logits the caller asks for.
  *
  * Implementation: pipe/exec.c (build and replay), pipe/weights.c (weights to the GPU in the path's
- * format), pipe/rope_table.c (inverse-frequency tables for every rope scaling). */
+ * format), pipe/split_blocks.c (the split layout of Q8_0 / Q6_K rows), pipe/rope_table.c
+ * (inverse-frequency tables for every rope scaling). */
 #ifndef DG_PIPE_EXEC_H
 #define DG_PIPE_EXEC_H
 
@@ -24,6 +25,9 @@ struct dg_exec_options {
      * when a checkpoint is loaded in bf16 and its non-persistent buffers follow the model dtype: the
      * fixtures' reference logits were made that way (see ref/cpu_forward.h dg_cpu_set_bf16_buffers). */
     bool bf16_buffers;
+    /* Keep Q8_0 / Q6_K matrices in their GGUF bytes even where the decode GEMV prefers the split layout
+     * (pipe/split_blocks.h): for comparing the two layouts. */
+    bool gguf_blocks;
 };
 
 struct dg_exec;

@@ -1,8 +1,9 @@
 /* weights.c: puts a model tensor on the GPU in the format the kernel path wants: norms and biases as f32;
  * matrices as f32 or f16 (converted from BF16/F16/F32, or dequantized) for float paths, quantized on
  * the CPU at load for q8_0 / q4_k paths when the source is float (with llama.cpp's fallbacks when a row
- * is not a whole number of 256-blocks), and uploaded as-is when already quantized. Tensors larger than
- * the SSBO block limit are split by rows. */
+ * is not a whole number of 256-blocks), and uploaded as-is when already quantized; Q8_0 and Q6_K
+ * matrices repacked into the split layout (pipe/split_blocks.h) when the caller asks. Tensors larger
+ * than the SSBO block limit are split by rows. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "model/quant.h"
 #include "pipe/exec.h"
 #include "pipe/exec_internal.h"
+#include "pipe/split_blocks.h"
 
 enum dg_dtype dg_exec_gpu_dtype(const char *wf, enum dg_dtype src, bool is_matrix)
 {
@@ -53,7 +55,7 @@ static bool is_head_tensor(const char *name)
 }
 
 dg_status dg_exec_upload_tensor(struct dg_gl *gl, const char *weight_format, const struct dg_tensor *t,
-                                struct dg_gpu_tensor *g)
+                                bool split_blocks, struct dg_gpu_tensor *g)
 {
     memset(g, 0, sizeof *g);
     snprintf(g->name, sizeof g->name, "%s", t->name);
@@ -71,6 +73,7 @@ dg_status dg_exec_upload_tensor(struct dg_gl *gl, const char *weight_format, con
     if (matrix && !dg_dtype_info(t->dtype)->quantized)
         dt = fallback(dt, cols);
     g->dtype = dt;
+    g->wtype = (int)dt;
     g->rows = rows;
     g->cols = cols;
     g->ndim = t->ndim;
@@ -128,11 +131,28 @@ dg_status dg_exec_upload_tensor(struct dg_gl *gl, const char *weight_format, con
         return dg_fail(DG_E_FORMAT, "tensor %s: %llu bytes, expected %llu", t->name, (unsigned long long)t->nbytes,
                        (unsigned long long)bytes);
     }
+    void *split = NULL;
+    uint64_t srb = split_blocks && matrix ? dg_split_blocks_row_bytes(dt, (uint64_t)cols) : 0;
+    if (srb) {
+        split = malloc(srb * (uint64_t)rows);
+        if (!split) {
+            free(f);
+            free(tmp);
+            return dg_fail(DG_E_NOMEM, "tensor %s: out of memory repacking into the split layout", t->name);
+        }
+        dg_split_blocks_repack(dt, src, split, (uint64_t)rows, (uint64_t)cols);
+        src = split;
+        g->wtype = dg_split_blocks_wtype(dt);
+        g->row_bytes = srb;
+        bytes = srb * (uint64_t)rows;
+        alloc = bytes + 16;
+    }
     st = dg_buffer_alloc(gl, alloc, NULL, &g->buf);
     if (!st)
         st = dg_buffer_upload(gl, g->buf, 0, bytes, src);
     free(f);
     free(tmp);
+    free(split);
     if (st)
         return dg_fail_context(st, "tensor %s: ", t->name);
     g->n_parts = dg_buffer_split_rows(gl, (uint64_t)rows, g->row_bytes, g->parts, DG_EXEC_MAX_PARTS);

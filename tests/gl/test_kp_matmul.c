@@ -27,11 +27,21 @@ static float rnd(void)
  * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered. */
 static const char *const shapes[][3] = {{"64", "4", "1"}, {"64", "4", "2"}, {"32", "8", "4"}, {"128", "4", "4"}};
 
+/* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
+ * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
+ * invocations partly idle). */
+static const char *const row_shapes[][2] = {{"64", "1"}, {"4", "2"}, {"2", "2"}};
+
 /* norm: 0 x as given; 1 the RMS norm fused in (HAS_NORM_IN, x / rms(x) * w); 2 Gemma's (1 + w) form */
 static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape, int norm);
 
 static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu)
 {
+    if (entry_def && !strcmp(entry_def, "GEMV_ROW")) {
+        for (int i = 0; i < (int)(sizeof row_shapes / sizeof row_shapes[0]); i++)
+            one_shape(gl, dt, entry_def, N, glu, i, 0);
+        return;
+    }
     if (entry_def) {
         one_shape(gl, dt, entry_def, N, glu, 0, 0);
         return;
@@ -91,8 +101,13 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"EPS", "1e-5"};
         d[nd++] = (struct dg_define){"GEMMA", norm == 2 ? "1" : "0"};
     }
+    bool row = entry_def && !strcmp(entry_def, "GEMV_ROW");
     if (entry_def) {
         d[nd++] = (struct dg_define){entry_def, "1"};
+        if (row) {
+            d[nd++] = (struct dg_define){"WG_SIZE", row_shapes[shape][0]};
+            d[nd++] = (struct dg_define){"RPT", row_shapes[shape][1]};
+        }
     } else {
         d[nd++] = (struct dg_define){"WG_SIZE", shapes[shape][0]};
         d[nd++] = (struct dg_define){"ROWS_PER_WG", shapes[shape][1]};
@@ -103,7 +118,9 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
     struct kt_buf b[] = {{0, x, sizeof x, NULL}, {1, wq, rb * (size_t)N, NULL}, {3, yb, sizeof(float) * T * (N + row0), y},
                          {4, uq, rb * (size_t)N, NULL}, {5, nw, sizeof nw, NULL}};
     uint32_t ubo[4] = {0, T, 0, 0};
-    unsigned gx = !entry_def ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && strncmp(entry_def, "MATMUL_TILED", 12) == 0 ? 1 : T;
+    if (row)
+        rows_per_wg = (unsigned)(atoi(row_shapes[shape][0]) * atoi(row_shapes[shape][1]));
+    unsigned gx = !entry_def || row ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && strncmp(entry_def, "MATMUL_TILED", 12) == 0 ? 1 : T;
     /* without GLU the up weights (binding 4) are not bound: move the norm weights into their place */
     if (norm && !glu)
         b[3] = b[4];
@@ -129,8 +146,9 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
     CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s) N=%d glu=%d norm=%d: worst %g (max %g)",
-              dg_dtype_info(dt)->name, entry_def ? entry_def : "main", entry_def ? "-" : shapes[shape][0],
-              entry_def ? "-" : shapes[shape][1], entry_def ? "-" : shapes[shape][2], N, glu, norm, worst, mx);
+              dg_dtype_info(dt)->name, entry_def ? entry_def : "main",
+              row ? row_shapes[shape][0] : entry_def ? "-" : shapes[shape][0], entry_def ? "-" : shapes[shape][1],
+              row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], N, glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -169,8 +187,8 @@ DG_TEST(kp_matmul_norm_in)
         for (int e = 0; e < 4; e++)
             for (int norm = 1; norm <= 2; norm++) {
                 one_shape(gl, dts[i], entries[e], 5, norm == 2, 0, norm);
-                if (!entries[e])
-                    one_shape(gl, dts[i], NULL, 5, norm == 1, 2, norm);
+                if (!entries[e] || e == 1) /* main: 32 x 8 rows, RPT 4; row: WG 2, RPT 2 over 2 workgroups */
+                    one_shape(gl, dts[i], entries[e], 5, norm == 1, 2, norm);
             }
 }
 

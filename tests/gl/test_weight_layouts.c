@@ -1,7 +1,8 @@
-/* test_weight_layouts.c: the layout experiment behind docs/FORMAT.md's choice to read Q8_0 (34-byte) and
- * Q6_K (210-byte) blocks as GGUF stores them. matmul.glsl reads the same weights in GGUF bytes and in a
- * split layout (scales apart from quants, every load an aligned uvec4: DT_Q8_0_SPLIT / DT_Q6_K_SPLIT of
- * wdecode.inc.glsl); both must give C's answer (tolerance 1e-4 of the row's largest |y|: only the f32
+/* test_weight_layouts.c: the two GPU layouts of Q8_0 (34-byte) and Q6_K (210-byte) blocks of docs/FORMAT.md.
+ * matmul.glsl reads the same weights in GGUF bytes and in the split layout the executor uploads for
+ * one-row-per-invocation GEMVs (scales apart from quants, every load an aligned uvec4: DT_Q8_0_SPLIT /
+ * DT_Q6_K_SPLIT of wdecode.inc.glsl, built by pipe/split_blocks.c, including rows whose last group holds
+ * fewer than 8 blocks); both must give C's answer (tolerance 1e-4 of the row's largest |y|: only the f32
  * summation order differs). With DG_LAYOUT_BENCH=ROWSxCOLS set (tools/layout-bench.sh), the test also
  * times both layouts at that shape with the profiler and prints the figures FORMAT.md quotes. */
 #include <math.h>
@@ -12,27 +13,8 @@
 #include "gl_fixture.h"
 #include "model/dtype.h"
 #include "model/quant.h"
+#include "pipe/split_blocks.h"
 #include "test.h"
-
-#define DT_Q8_0_SPLIT 64 /* glsl/common.inc.glsl */
-#define DT_Q6_K_SPLIT 65
-
-/* Repacks GGUF rows into the split layout: per group of 8 blocks, the 8 f16 scales (bytes d_off..+1 of
- * each block), then each block without them. Returns the split row size. */
-static uint64_t repack_row(enum dg_dtype dt, const uint8_t *src, uint8_t *dst, int64_t K)
-{
-    const uint32_t bsz = dt == DG_DT_Q8_0 ? 34 : 210, belems = dt == DG_DT_Q8_0 ? 32 : 256;
-    const uint32_t d_off = dt == DG_DT_Q8_0 ? 0 : 208, q_off = dt == DG_DT_Q8_0 ? 2 : 0, qlen = bsz - 2;
-    uint64_t nb = (uint64_t)K / belems, o = 0;
-    for (uint64_t g = 0; g < nb / 8; g++) {
-        for (int j = 0; j < 8; j++)
-            memcpy(dst + o + 2 * j, src + (g * 8 + j) * bsz + d_off, 2);
-        o += 16;
-        for (int j = 0; j < 8; j++, o += qlen)
-            memcpy(dst + o, src + (g * 8 + j) * bsz + q_off, qlen);
-    }
-    return o;
-}
 
 struct layout_run {
     GLuint prog;
@@ -60,7 +42,10 @@ static bool setup(struct dg_gl *gl, struct layout_run *r, int wtype, uint64_t ro
     uint32_t ubo[4] = {0, 1, 0, 0};
     if (dg_gl_program(gl, "matmul.glsl", d, nd, &r->prog) != DG_OK ||
         dg_buffer_alloc(gl, (uint64_t)K * 4, x, &r->x) != DG_OK ||
-        dg_buffer_alloc(gl, rowbytes * (uint64_t)N, w, &r->w) != DG_OK ||
+        /* 16 bytes of slack past the last row, as the executor uploads (pipe/weights.c): GGUF rows of
+         * 2-byte-aligned blocks end inside a word the kernels read whole */
+        dg_buffer_alloc(gl, (rowbytes * (uint64_t)N + 15) / 16 * 16 + 16, NULL, &r->w) != DG_OK ||
+        dg_buffer_upload(gl, r->w, 0, rowbytes * (uint64_t)N, w) != DG_OK ||
         dg_buffer_alloc(gl, (uint64_t)N * 4, NULL, &r->y) != DG_OK || dg_buffer_alloc(gl, 16, ubo, &r->ubo) != DG_OK)
         return false;
     r->gx = entry ? (unsigned)((N + 63) / 64) : (unsigned)((N + atoi(rows_per_wg) - 1) / atoi(rows_per_wg));
@@ -107,7 +92,8 @@ static bool make_case(enum dg_dtype dt, int64_t N, int64_t K, uint8_t **gguf, ui
     *rb = dg_dtype_row_bytes(dt, K);
     float *w = malloc((size_t)(N * K) * 4), *wd = malloc((size_t)(N * K) * 4);
     *gguf = malloc(*rb * (size_t)N);
-    *split = malloc(*rb * (size_t)N);
+    *srb = dg_split_blocks_row_bytes(dt, (uint64_t)K);
+    *split = malloc(*srb * (size_t)N + 1);
     *x = malloc((size_t)K * 4);
     *ref = calloc((size_t)N, sizeof **ref);
     if (!w || !wd || !*gguf || !*split || !*x || !*ref)
@@ -118,14 +104,17 @@ static bool make_case(enum dg_dtype dt, int64_t N, int64_t K, uint8_t **gguf, ui
         (*x)[k] = rnd();
     bool ok = dg_quantize_rows(dt, w, *gguf, (uint64_t)N, (uint64_t)K, 2) == DG_OK &&
               dg_dequantize(dt, *gguf, wd, (uint64_t)(N * K)) == DG_OK;
-    for (int64_t n = 0; ok && n < N; n++) {
-        *srb = repack_row(dt, *gguf + *rb * (uint64_t)n, *split + *rb * (uint64_t)n, K);
+    ok = ok && *srb;
+    if (ok)
+        dg_split_blocks_repack(dt, *gguf, *split, (uint64_t)N, (uint64_t)K);
+    for (int64_t n = 0; ok && n < N; n++)
         for (int64_t k = 0; k < K; k++)
             (*ref)[n] += (double)wd[n * K + k] * (*x)[k];
-    }
     free(w);
     free(wd);
-    return ok && *srb == *rb; /* the split layout has the same size as GGUF's */
+    /* whole groups of 8 blocks take GGUF's size; a short last group adds its 16-byte scale slot's padding */
+    uint64_t nb = (uint64_t)K / dg_dtype_info(dt)->block_elems;
+    return ok && *srb % 16 == 0 && (nb % 8 || *srb == *rb);
 }
 
 /* Runs one layout once at N x K and compares with the reference. */
@@ -175,7 +164,7 @@ static void bench(struct dg_gl *gl, enum dg_dtype dt, int split_code, const char
             snprintf(label, sizeof label, "%s %s %s", dg_dtype_info(dt)->name, l ? "split" : "gguf",
                      entries[e] ? "GEMV_ROW" : "main");
             struct layout_run r;
-            if (!setup(gl, &r, l ? split_code : (int)dt, rb, l ? split : gguf, N, K, x, entries[e], wg, rows)) {
+            if (!setup(gl, &r, l ? split_code : (int)dt, l ? srb : rb, l ? split : gguf, N, K, x, entries[e], wg, rows)) {
                 CHECK_MSG(0, "%s: %s", label, dg_last_error());
                 release(gl, &r);
                 continue;
@@ -204,30 +193,41 @@ DG_TEST(gl_weight_layouts_split_matches_gguf)
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
-    /* 5 rows (not a multiple of the 4 rows a workgroup), K = 4096: two Q6_K split groups, 16 Q8_0 ones */
-    const int64_t N = 5, K = 4096;
-    const enum dg_dtype dts[2] = {DG_DT_Q8_0, DG_DT_Q6_K};
-    const int codes[2] = {DT_Q8_0_SPLIT, DT_Q6_K_SPLIT};
-    for (int t = 0; t < 2; t++) {
+    /* 5 rows (not a multiple of the 4 rows a workgroup). K = 4096: whole groups (two Q6_K, 16 Q8_0);
+     * K = 2304 (9 Q6_K blocks, 72 Q8_0: a short last Q6_K group) and 704 (sotu-6m's FFN width: 22 Q8_0
+     * blocks, a last group of 6) exercise the padded last group. */
+    const struct {
+        enum dg_dtype dt;
+        int code;
+        int64_t K;
+    } cases[] = {{DG_DT_Q8_0, DG_WTYPE_Q8_0_SPLIT, 4096}, {DG_DT_Q6_K, DG_WTYPE_Q6_K_SPLIT, 4096},
+                 {DG_DT_Q6_K, DG_WTYPE_Q6_K_SPLIT, 2304}, {DG_DT_Q8_0, DG_WTYPE_Q8_0_SPLIT, 704}};
+    const int64_t N = 5;
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const enum dg_dtype dt = cases[t].dt;
+        const int64_t K = cases[t].K;
         uint8_t *gguf, *split;
         uint64_t rb, srb;
         float *x;
         double *ref;
-        CHECK_MSG(make_case(dts[t], N, K, &gguf, &split, &rb, &srb, &x, &ref), "%s: %s",
-                  dg_dtype_info(dts[t])->name, dg_last_error());
+        if (!make_case(dt, N, K, &gguf, &split, &rb, &srb, &x, &ref)) {
+            CHECK_MSG(0, "%s K %lld: %s", dg_dtype_info(dt)->name, (long long)K, dg_last_error());
+            free(gguf), free(split), free(x), free(ref);
+            continue;
+        }
         for (int e = 0; e < 2; e++) {
             const char *entry = e ? "GEMV_ROW" : NULL;
             char what[64];
-            snprintf(what, sizeof what, "%s gguf %s", dg_dtype_info(dts[t])->name, e ? "GEMV_ROW" : "main");
-            check_layout(gl, (int)dts[t], gguf, rb, N, K, x, ref, entry, what);
-            snprintf(what, sizeof what, "%s split %s", dg_dtype_info(dts[t])->name, e ? "GEMV_ROW" : "main");
-            check_layout(gl, codes[t], split, rb, N, K, x, ref, entry, what);
+            snprintf(what, sizeof what, "%s K %lld gguf %s", dg_dtype_info(dt)->name, (long long)K, e ? "GEMV_ROW" : "main");
+            check_layout(gl, (int)dt, gguf, rb, N, K, x, ref, entry, what);
+            snprintf(what, sizeof what, "%s K %lld split %s", dg_dtype_info(dt)->name, (long long)K, e ? "GEMV_ROW" : "main");
+            check_layout(gl, cases[t].code, split, srb, N, K, x, ref, entry, what);
         }
         free(gguf), free(split), free(x), free(ref);
     }
     const char *spec = getenv("DG_LAYOUT_BENCH");
     if (spec && *spec) {
-        bench(gl, DG_DT_Q8_0, DT_Q8_0_SPLIT, spec);
-        bench(gl, DG_DT_Q6_K, DT_Q6_K_SPLIT, spec);
+        bench(gl, DG_DT_Q8_0, DG_WTYPE_Q8_0_SPLIT, spec);
+        bench(gl, DG_DT_Q6_K, DG_WTYPE_Q6_K_SPLIT, spec);
     }
 }
