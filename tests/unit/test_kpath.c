@@ -31,17 +31,113 @@ static void validate_path(const struct dg_kp_registry *reg, const char *id)
     if (st)
         return;
     CHECK(!strcmp(p.id, id));
-    struct dg_kplan plan;
-    dg_kplan_init(&plan);
-    CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
-    for (int prefill = 0; prefill < 2; prefill++) {
-        struct dg_kp_resolved r;
-        st = dg_kplan_resolve(&plan, reg, NULL, &p, prefill, &r);
-        CHECK_MSG(st == DG_OK, "%s resolve (%s): %s", id, prefill ? "prefill" : "decode", dg_last_error());
-        if (!st)
-            dg_kp_resolved_free(&r);
+    /* nvidia (split attention + combine), llvmpipe (attention_fused, one workgroup a head) and nvidia with
+     * the fused variant (attention_fused with splits): every path resolves and re-validates under each */
+    for (int pi = 0; pi < 3; pi++) {
+        struct dg_kplan plan;
+        dg_kplan_init(&plan);
+        CHECK_OK(dg_kplan_apply_profile(&plan, pi == 1 ? "llvmpipe" : "nvidia"));
+        if (pi == 2)
+            CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}", "test"));
+        for (int prefill = 0; prefill < 2; prefill++) {
+            struct dg_kp_resolved r;
+            st = dg_kplan_resolve(&plan, reg, NULL, &p, prefill, &r);
+            CHECK_MSG(st == DG_OK, "%s resolve (%s, plan %d): %s", id, prefill ? "prefill" : "decode", pi,
+                      dg_last_error());
+            if (!st)
+                dg_kp_resolved_free(&r);
+        }
     }
     dg_kpath_free(&p);
+}
+
+/* Decode under the attention variant "fused": rope_kv + attention (+ Qwen3's two qk_norm steps) become one
+ * attention_fused step reading the raw q, k, v and writing the caches, the output and its scratch slots;
+ * prefill keeps rope_kv and attention (one workgroup a head there); a layerPipeline that separates rope_kv from
+ * attention leaves them unfused (split + combine). */
+static void step_list(const struct dg_kp_section *sec, char *out, size_t n)
+{
+    out[0] = 0;
+    for (int i = 0; i < sec->n_steps; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? "," : "", sec->steps[i].kernel);
+}
+
+DG_TEST(kpath_fused_attention_plan)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    static const char *const ids[2] = {"llama-q4k-fused", "qwen3-f32"};
+    static const char *const want[2] = {"matmul,matmul,matmul,attention_fused,matmul,ffn_gate_up,matmul",
+                                        "matmul,matmul,matmul,attention_fused,matmul,ffn_gate_up,matmul"};
+    for (int i = 0; i < 2; i++) {
+        char file[1200], got[1024];
+        CHECK_OK(dg_kpath_resolve_file(ids[i], file, sizeof file));
+        struct dg_kpath p;
+        if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
+            CHECK_MSG(false, "%s", dg_last_error());
+            continue;
+        }
+        struct dg_kplan plan;
+        dg_kplan_init(&plan);
+        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+        CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}", "test"));
+        struct dg_kp_resolved r;
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+        step_list(&r.sec[1], got, sizeof got);
+        CHECK_MSG(!strcmp(got, want[i]), "%s decode: %s", ids[i], got);
+        for (int s = 0; s < r.sec[1].n_steps; s++) {
+            const struct dg_kp_step *st = &r.sec[1].steps[s];
+            if (strcmp(st->kernel, "attention_fused"))
+                continue;
+            CHECK(st->n_input == 3 && !strcmp(st->input[0], "q") && !strcmp(st->input[1], "k") &&
+                  !strcmp(st->input[2], "v"));
+            CHECK(st->n_output == 5 && !strcmp(st->output[0], "k_cache") && !strcmp(st->output[2], "attn_out") &&
+                  !strcmp(st->output[4], "attn_count"));
+            int norms = 0;
+            for (int w = 0; w < st->n_weights; w++)
+                norms += !strcmp(st->weights[w].role, "q_norm") || !strcmp(st->weights[w].role, "k_norm");
+            CHECK_MSG(norms == (i == 1 ? 2 : 0), "%s: %d q/k norm weights", ids[i], norms);
+            bool nsplit16 = false;
+            for (int c = 0; c < st->n_consts; c++)
+                nsplit16 |= !strcmp(st->consts[c].name, "NSPLIT") && !strcmp(st->consts[c].value, "16");
+            CHECK_MSG(nsplit16, "%s: the nvidia profile's 16 splits", ids[i]);
+        }
+        dg_kp_resolved_free(&r);
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
+        step_list(&r.sec[1], got, sizeof got);
+        CHECK_MSG(strstr(got, "rope_kv,attention,") != NULL && !strstr(got, "attention_fused"), "%s prefill: %s",
+                  ids[i], got);
+        dg_kp_resolved_free(&r);
+        dg_kpath_free(&p);
+    }
+    /* rope_kv moved away from attention: no fusion */
+    char file[1200], got[1024];
+    CHECK_OK(dg_kpath_resolve_file("llama-f32", file, sizeof file));
+    struct dg_kpath p;
+    if (dg_kpath_load(file, &reg, NULL, &p) == DG_OK) {
+        struct dg_kplan plan;
+        dg_kplan_init(&plan);
+        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+        CHECK_OK(dg_kplan_apply_json(&plan,
+                                     "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}, \"layerPipeline\": "
+                                     "{\"decode\": [\"q_proj\", \"k_proj\", \"v_proj\", \"rope_kv\", \"o_proj\", "
+                                     "\"attention\", \"gate_up_proj\", \"down_proj\"]}}",
+                                     "test"));
+        struct dg_kp_resolved r;
+        if (dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r) == DG_OK) {
+            step_list(&r.sec[1], got, sizeof got);
+            CHECK_MSG(strstr(got, "attention_fused") == NULL && strstr(got, "attention,attn_combine") != NULL,
+                      "separated rope_kv: %s", got);
+            dg_kp_resolved_free(&r);
+        } else {
+            /* o_proj before attention reads attn_out before it is written: the validator's error is fine too */
+            CHECK_MSG(strstr(dg_last_error(), "attn_out") != NULL, "%s", dg_last_error());
+            dg_clear_error();
+        }
+        dg_kpath_free(&p);
+    }
+    dg_kp_registry_free(&reg);
 }
 
 /* The 67 built-in paths: 7 dense and 4 MoE families x 6 formats, and gpt_oss-mxfp4. */
