@@ -15,6 +15,9 @@
 // workgroup of a head to finish (an atomic counter per head, reset by that workgroup) combines them;
 // with NSPLIT 1 the one workgroup of a head writes the output itself (no partials, no counter).
 // Three dependent dispatches a layer become one (two with NSPLIT 1, which had no combine).
+// VEC_V (f16 cache): the v rows are read 8 halves to a uvec4 load, HD / 8 invocations across a head's
+// dims and WG_SIZE / (HD / 8) key phases, combined once at the end (the scalar loop reads each half with
+// its own load, which dominated attention on llvmpipe).
 // HAS_QK_NORM (fused only; Qwen3, Gemma 3): the per-head RMS norms of q and k (w, GEMMA: 1 + w) are applied
 // to the raw projections before the rotation, so the two qk_norm dispatches go too.
 // Bindings: 0 q, 1 k cache, 2 v cache, 3 out (or part), 4 sinks [NH] (HAS_SINKS);
@@ -72,6 +75,9 @@
 #ifndef HAS_QK_NORM
 #define HAS_QK_NORM 0
 #endif
+#ifndef VEC_V
+#define VEC_V 0
+#endif
 #ifndef EPS
 #define EPS 1e-6
 #endif
@@ -114,6 +120,19 @@ layout(std430, binding = 4) readonly buffer Sb { float Sinks[]; };
 shared float qs[HD];
 shared float sc[CHUNK];
 shared float red[WG_SIZE];
+#if VEC_V
+// only where the rows allow it (an f32 cache, HD % 8 or a workgroup narrower than HD / 8: the scalar loop)
+#if KV_F16 == 0 || (HD % 8) != 0 || (WG_SIZE % (HD / 8)) != 0
+#undef VEC_V
+#define VEC_V 0
+#endif
+#endif
+#if VEC_V
+#define VG (HD / 8)
+#define KPH (WG_SIZE / VG)
+layout(std430, binding = 2) readonly buffer VC4b { uvec4 VC4[]; };
+shared float vfin[KPH * HD];
+#endif
 #ifdef ATTN_FUSED
 shared float kcur[HD], vcur[HD], qraw[HD], kraw[HD];
 shared uint last_wg;
@@ -312,6 +331,10 @@ void main()
     float acc[NACC];
     for (int i = 0; i < NACC; i++)
         acc[i] = 0.0;
+#if VEC_V
+    uint vg = lid % uint(VG), kp = lid / uint(VG);
+    vec4 va0 = vec4(0.0), va1 = vec4(0.0); // dims 8 vg .. 8 vg + 7, keys kp, kp + KPH, ...
+#endif
     uint nkeys = pos + 1u - lo;
     uint nblocks = (nkeys + uint(CHUNK) - 1u) / uint(CHUNK);
     for (uint blk = split; blk < nblocks; blk += nsplit) {
@@ -341,6 +364,27 @@ void main()
         }
         ps = wg_reduce(ps, false); // its barriers also publish sc[]
         l = l * f + ps;
+#if VEC_V
+        va0 *= f;
+        va1 *= f;
+        for (uint jj = kp; jj < jn; jj += uint(KPH)) {
+            uint p = j0 + jj, d = 8u * vg;
+            vec4 lo4, hi4;
+#ifdef ATTN_FUSED
+            if (p == pos) {
+                lo4 = vec4(vcur[d], vcur[d + 1u], vcur[d + 2u], vcur[d + 3u]);
+                hi4 = vec4(vcur[d + 4u], vcur[d + 5u], vcur[d + 6u], vcur[d + 7u]);
+            } else
+#endif
+            {
+                uvec4 w = VC4[(p * uint(KVDIM) + kb + d) >> 3];
+                lo4 = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+                hi4 = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
+            }
+            va0 += sc[jj] * lo4;
+            va1 += sc[jj] * hi4;
+        }
+#else
         for (int i = 0; i < NACC; i++) {
             uint d = lid + uint(i) * uint(WG_SIZE);
             if (d < uint(HD)) {
@@ -359,9 +403,27 @@ void main()
                 acc[i] = a;
             }
         }
+#endif
         m = mn;
         WG_BARRIER();
     }
+#if VEC_V
+    // sum the key phases' partial rows; acc[] then holds what the scalar loop would have
+    for (uint i = 0u; i < 4u; i++) {
+        vfin[kp * uint(HD) + 8u * vg + i] = va0[i];
+        vfin[kp * uint(HD) + 8u * vg + 4u + i] = va1[i];
+    }
+    WG_BARRIER();
+    for (int i = 0; i < NACC; i++) {
+        uint d = lid + uint(i) * uint(WG_SIZE);
+        if (d < uint(HD)) {
+            float a = 0.0;
+            for (uint q = 0u; q < uint(KPH); q++)
+                a += vfin[q * uint(HD) + d];
+            acc[i] = a;
+        }
+    }
+#endif
 #if defined(ATTN_FUSED) && NSPLIT > 1
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
     if (lid == 0u) {

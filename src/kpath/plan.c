@@ -137,6 +137,8 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * on sotu-6m Q8_0, user CPU 4.66 / 4.84 / 4.90 s against 5.14 / 5.85 / 5.06 s at 64 (2026-12-01,
          * load average 4 from other work); 2 or 4 splits a head were slower (17-29% of decode against 17-19%) */
         add_knob_pref(plan, "attention_fused", "main", "WG_SIZE", "32");
+        add_knob_pref(plan, "attention_fused", "main", "VEC_V", "1");
+        add_knob_pref(plan, "attention", "main", "VEC_V", "1");
         /* Four rows an invocation, each chunk of x (and of the fused norm's weights) loaded once for the
          * four: bench tg128 on sotu-6m (2026-12-01, load average 3-4 from other work) Q8_0 69-83 ->
          * 92-95 tok/s, Q4_K_M 68-72 -> 93-97 tok/s against one row; eight rows were slower (73-85 on Q8_0). */
