@@ -467,7 +467,6 @@ void dg_kp_resolved_free(struct dg_kp_resolved *r)
     }
 }
 
-/* Picks the entry for one step; returns an error only under strict. */
 /* The plan's variant choice for a step (roles > phase > default), NULL when the plan leaves it alone. */
 static const struct dg_kp_choice *variant_choice(const struct dg_kplan *plan, const struct dg_kp_step *s, bool prefill)
 {
@@ -495,6 +494,7 @@ static bool wants_fused_attention(const struct dg_kplan *plan, const struct dg_k
     return c && strcmp(s->kernel, "attention") == 0 && strcmp(c->value, "fused") == 0;
 }
 
+/* Picks the entry for one step; returns an error only under strict. */
 static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                const struct dg_kp_caps *caps, const char *file, const char *where, bool prefill,
                                struct dg_kp_step *s)
@@ -528,7 +528,6 @@ static dg_status resolve_entry(const struct dg_kplan *plan, const struct dg_kp_r
     snprintf(s->entry_src, sizeof s->entry_src, "%s", c->src);
     return DG_OK;
 }
-
 
 /* A step's entry counts as explicit when a config file or the command line chose it. */
 static bool explicit_src(const char *src) { return strncmp(src, "config", 6) == 0 || strncmp(src, "cli", 3) == 0; }
@@ -571,8 +570,9 @@ static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry
 
 /* Decode under the "fused" attention variant: when the step just emitted is rope_kv writing the q, k_cache
  * and v_cache this split attention reads, both become one attention_fused step (rope, KV write, attention
- * and the combine in one dispatch), with the q and k qk_norm steps right before rope_kv when present. It takes rope_kv's inputs and the attention's path constants and
- * weights, then the tuner's winner and the profile's knobs for attention_fused itself. */
+ * and the combine in one dispatch), with the q and k qk_norm steps right before rope_kv when present. It
+ * takes rope_kv's inputs and the attention's path constants and weights, then the profile's knobs for
+ * attention_fused itself (a cached tuner winner would too, but the tuner does not time this kernel). */
 static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                 const struct dg_kp_caps *caps, struct dg_kp_section *out, const struct dg_kp_step *s)
 {
