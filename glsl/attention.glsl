@@ -134,6 +134,9 @@ layout(std430, binding = 2) readonly buffer VC4b { uvec4 VC4[]; };
 shared float vfin[KPH * HD];
 #endif
 #ifdef ATTN_FUSED
+#if NSPLIT > 1
+#include "attn_combine.inc.glsl"
+#endif
 shared float kcur[HD], vcur[HD], qraw[HD], kraw[HD];
 shared uint last_wg;
 
@@ -424,17 +427,24 @@ void main()
         }
     }
 #endif
-#if defined(ATTN_FUSED) && NSPLIT > 1
+#if defined(ATTN_SPLIT) && (!defined(ATTN_FUSED) || NSPLIT > 1)
+    // this workgroup's partial: to the output slot (split: attn_combine merges them) or, fused, to part
+#ifdef ATTN_FUSED
+#define PART P
+#else
+#define PART O
+#endif
     uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
     if (lid == 0u) {
-        P[pb] = m;
-        P[pb + 1u] = l;
+        PART[pb] = m;
+        PART[pb + 1u] = l;
     }
     for (int i = 0; i < NACC; i++) {
         uint d = lid + uint(i) * uint(WG_SIZE);
         if (d < uint(HD))
-            P[pb + 2u + d] = acc[i];
+            PART[pb + 2u + d] = acc[i];
     }
+#ifdef ATTN_FUSED
     // publish the partial, then count it; the workgroup that brings the count to NSPLIT combines
     memoryBarrierBuffer();
     WG_BARRIER();
@@ -444,33 +454,10 @@ void main()
     if (last_wg == 0u)
         return;
     memoryBarrierBuffer();
-    uint hb = (t * uint(NH) + h) * uint(NSPLIT) * uint(HD + 2);
-    float M = -3.0e38;
-    for (uint s = 0u; s < uint(NSPLIT); s++)
-        M = max(M, P[hb + s * uint(HD + 2)]);
-    float L = 0.0;
-    for (uint s = 0u; s < uint(NSPLIT); s++)
-        L += P[hb + s * uint(HD + 2) + 1u] * exp(P[hb + s * uint(HD + 2)] - M);
-    float invL = L > 0.0 ? 1.0 / L : 0.0;
-    for (uint d = lid; d < uint(HD); d += uint(WG_SIZE)) {
-        float a = 0.0;
-        for (uint s = 0u; s < uint(NSPLIT); s++)
-            a += P[hb + s * uint(HD + 2) + 2u + d] * exp(P[hb + s * uint(HD + 2)] - M);
-        O[(t * uint(NH) + h) * uint(HD) + d] = a * invL;
-    }
+    combine_partials(t, h);
     if (lid == 0u)
         Cnt[t * uint(NH) + h] = 0u; // ready for the next layer's dispatch (a barrier lies between)
-#elif defined(ATTN_SPLIT) && !defined(ATTN_FUSED)
-    uint pb = ((t * uint(NH) + h) * uint(NSPLIT) + split) * uint(HD + 2);
-    if (lid == 0u) {
-        O[pb] = m;
-        O[pb + 1u] = l;
-    }
-    for (int i = 0; i < NACC; i++) {
-        uint d = lid + uint(i) * uint(WG_SIZE);
-        if (d < uint(HD))
-            O[pb + 2u + d] = acc[i];
-    }
+#endif
 #else
     float inv = l > 0.0 ? 1.0 / l : 0.0;
     for (int i = 0; i < NACC; i++) {

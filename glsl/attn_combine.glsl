@@ -17,25 +17,5 @@
 layout(local_size_x = WG_SIZE) in;
 layout(std430, binding = 0) readonly buffer Pb { float P[]; };
 layout(std430, binding = 1) writeonly buffer Ob { float O[]; };
-void main()
-{
-    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y;
-    uint pb = (t * uint(NH) + h) * uint(NSPLIT) * uint(HD + 2);
-    float M = -3.0e38;
-    for (uint s = 0u; s < uint(NSPLIT); s++)
-        M = max(M, P[pb + s * uint(HD + 2)]);
-    float L = 0.0;
-    for (uint s = 0u; s < uint(NSPLIT); s++) {
-        uint b = pb + s * uint(HD + 2);
-        L += P[b + 1u] * exp(P[b] - M);
-    }
-    float inv = L > 0.0 ? 1.0 / L : 0.0;
-    for (uint d = gl_LocalInvocationID.x; d < uint(HD); d += uint(WG_SIZE)) {
-        float a = 0.0;
-        for (uint s = 0u; s < uint(NSPLIT); s++) {
-            uint b = pb + s * uint(HD + 2);
-            a += P[b + 2u + d] * exp(P[b] - M);
-        }
-        O[(t * uint(NH) + h) * uint(HD) + d] = a * inv;
-    }
-}
+#include "attn_combine.inc.glsl"
+void main() { combine_partials(gl_WorkGroupID.y, gl_WorkGroupID.x); }
