@@ -572,9 +572,9 @@ static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry
  * and v_cache this split attention reads, both become one attention_fused step (rope, KV write, attention
  * and the combine in one dispatch), with the q and k qk_norm steps right before rope_kv when present. It
  * takes rope_kv's inputs and the attention's path constants and weights, then the profile's knobs for
- * attention_fused itself (a cached tuner winner would too, but the tuner does not time this kernel). */
+ * attention_fused itself (the tuner does not time this kernel, so no cached winner applies). */
 static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
-                                const struct dg_kp_caps *caps, struct dg_kp_section *out, const struct dg_kp_step *s)
+                                struct dg_kp_section *out, const struct dg_kp_step *s)
 {
     if (out->n_steps < 1 || !dg_kp_kernel_find(reg, "attention_fused"))
         return false;
@@ -620,7 +620,6 @@ static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_
     for (int i = 0; i < 5; i++)
         snprintf(f.output[i], DG_KP_NAME, "%s", outs[i]);
     f.n_output = 5;
-    apply_tuned(plan, reg, caps, &f);
     apply_knob_prefs(plan, reg, &f);
     out->n_steps -= absorbed;
     out->steps[out->n_steps - 1] = f;
@@ -668,7 +667,7 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
         dg_status st = resolve_entry(plan, reg, caps, p->file, where, prefill, &s);
         if (st)
             return st;
-        if (fuse && strcmp(s.entry, "split") == 0 && fuse_rope_attention(plan, reg, caps, out, &s))
+        if (fuse && strcmp(s.entry, "split") == 0 && fuse_rope_attention(plan, reg, out, &s))
             continue;
         if (!prefill)
             apply_tuned(plan, reg, caps, &s);

@@ -163,26 +163,25 @@ static dg_status eval_groups(struct disp *d, int64_t T)
     return DG_OK;
 }
 
-static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg_status *st)
+static struct dg_gpu_tensor *tensor_find(struct dg_exec *ex, const char *name)
 {
-    *st = DG_OK;
     for (int i = 0; i < ex->n_tensors; i++)
         if (strcmp(ex->tensors[i].name, name) == 0)
             return &ex->tensors[i];
-    const struct dg_tensor *t = dg_model_find(ex->m, name);
-    if (!t)
-        return NULL;
+    return NULL;
+}
+
+/* Uploads `t` as the next GPU tensor: f32 when `f32` (routers, biases), else the path's weight format;
+ * a bias is a vector to the kernels whatever its stored shape. */
+static struct dg_gpu_tensor *tensor_add(struct dg_exec *ex, const struct dg_tensor *t, bool f32, bool bias,
+                                        dg_status *st)
+{
     if (ex->n_tensors >= MAX_TENSORS) {
         *st = dg_fail(DG_E_UNSUPPORTED, "more than %d weight tensors", MAX_TENSORS);
         return NULL;
     }
     struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
-    /* MoE: the router stays f32 in every format (a rounded router can flip near-tied expert choices, as
-     * llama.cpp also keeps ffn_gate_inp in f32); stacked expert biases [E, out] are vectors to the kernels. */
-    size_t nl = strlen(name);
-    bool router = nl >= 11 && !strcmp(name + nl - 11, ".mlp.router");
-    bool bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
-    *st = dg_exec_upload_tensor(ex->gl, router || bias ? "f32" : ex->path->weight_format, t, ex->split_blocks, g);
+    *st = dg_exec_upload_tensor(ex->gl, f32 ? "f32" : ex->path->weight_format, t, ex->split_blocks, g);
     if (*st)
         return NULL;
     if (bias)
@@ -190,6 +189,23 @@ static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg
     ex->n_tensors++;
     ex->weight_bytes += g->row_bytes * (uint64_t)g->rows;
     return g;
+}
+
+static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg_status *st)
+{
+    *st = DG_OK;
+    struct dg_gpu_tensor *g = tensor_find(ex, name);
+    if (g)
+        return g;
+    const struct dg_tensor *t = dg_model_find(ex->m, name);
+    if (!t)
+        return NULL;
+    /* MoE: the router stays f32 in every format (a rounded router can flip near-tied expert choices, as
+     * llama.cpp also keeps ffn_gate_inp in f32); stacked expert biases [E, out] are vectors to the kernels. */
+    size_t nl = strlen(name);
+    bool router = nl >= 11 && !strcmp(name + nl - 11, ".mlp.router");
+    bool bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
+    return tensor_add(ex, t, router || bias, bias, st);
 }
 
 /* The q, k and v projections (or their biases) of a layer as one tensor, rows in that order, for
@@ -204,9 +220,9 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
         *st = dg_fail(DG_E_UNSUPPORTED, "tensor %s: name too long to fuse q/k/v", names[0]);
         return NULL;
     }
-    for (int i = 0; i < ex->n_tensors; i++)
-        if (strcmp(ex->tensors[i].name, key) == 0)
-            return &ex->tensors[i];
+    struct dg_gpu_tensor *got = tensor_find(ex, key);
+    if (got)
+        return got;
     const struct dg_tensor *t[3];
     uint64_t nbytes = 0;
     int64_t rows = 0;
@@ -220,10 +236,6 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
         }
         nbytes += t[i]->nbytes;
         rows += t[i]->ndim >= 2 ? dg_tensor_nelems(t[i]) / t[i]->shape[t[i]->ndim - 1] : t[i]->shape[0];
-    }
-    if (ex->n_tensors >= MAX_TENSORS) {
-        *st = dg_fail(DG_E_UNSUPPORTED, "more than %d weight tensors", MAX_TENSORS);
-        return NULL;
     }
     unsigned char *data = malloc(nbytes ? nbytes : 1);
     if (!data) {
@@ -244,15 +256,8 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
     cat.data = data;
     cat.nbytes = nbytes;
     bool bias = cat.ndim == 1;
-    struct dg_gpu_tensor *g = &ex->tensors[ex->n_tensors];
-    *st = dg_exec_upload_tensor(ex->gl, bias ? "f32" : ex->path->weight_format, &cat, ex->split_blocks, g);
+    struct dg_gpu_tensor *g = tensor_add(ex, &cat, bias, bias, st);
     free(data);
-    if (*st)
-        return NULL;
-    if (bias)
-        g->ndim = 1;
-    ex->n_tensors++;
-    ex->weight_bytes += g->row_bytes * (uint64_t)g->rows;
     return g;
 }
 
