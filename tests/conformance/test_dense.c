@@ -79,13 +79,16 @@ FAM_TESTS(5, gemma3)
 FAM_TESTS(6, phi3)
 
 /* The other variants (workgroup GEMV with shared-memory reduction, split attention + combine) and
- * attention_fused (rope, the KV write, split attention and the combine in one dispatch; forced through the
- * plan on top of the nvidia profile with 16 splits, so the last-workgroup combine runs) on several families:
- * the profiles change entries, not results. Gemma 2 covers the soft-cap and sliding window, Gemma 3 the
+ * attention_fused (rope, the KV write, split attention and the combine in one dispatch; the nvidia
+ * profile's default, with 16 splits, so the last-workgroup combine runs; the fused_plan forces it so these
+ * cases keep testing it if that default moves) on several families: the profiles change entries, not
+ * results. split_plan keeps split attention + attn_combine (and separate q/k/v) covered now that no
+ * profile chooses them. Gemma 2 covers the soft-cap and sliding window, Gemma 3 the
  * local rope table and q/k norms, Phi-3 the su/longrope factors, the f16 run the f16 KV cache rows the
  * fused kernel packs itself. (The llvmpipe profile's own fused attention, one workgroup a head, runs in
  * every test above.) */
 static const char *const fused_plan = "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}";
+static const char *const split_plan = "{\"variants\": {\"attention\": {\"decode\": \"split\"}}, \"qkvFusion\": false}";
 static void with_profile(const char *prof, const char *plan_json, int fi, const char *fmt, double tol)
 {
     conf_profile = prof;
@@ -97,6 +100,8 @@ static void with_profile(const char *prof, const char *plan_json, int fi, const 
 DG_TEST(conf_llama_f32_profile_nvidia) { with_profile("nvidia", NULL, 0, "f32", 1e-3); }
 DG_TEST(conf_gemma2_f32_profile_safe) { with_profile("safe", NULL, 4, "f32", 1e-3); }
 DG_TEST(conf_qwen3_f32_profile_nvidia) { with_profile("nvidia", NULL, 3, "f32", 1e-3); }
+DG_TEST(conf_llama_f32_split_attention) { with_profile("nvidia", split_plan, 0, "f32", 1e-3); }
+DG_TEST(conf_qwen3_f32_split_attention) { with_profile("nvidia", split_plan, 3, "f32", 1e-3); }
 DG_TEST(conf_llama_f32_fused_attention) { with_profile("nvidia", fused_plan, 0, "f32", 1e-3); }
 DG_TEST(conf_llama_f16_fused_attention) { with_profile("nvidia", fused_plan, 0, "f16-native", 5e-3); }
 DG_TEST(conf_gemma2_f32_fused_attention) { with_profile("nvidia", fused_plan, 4, "f32", 1e-3); }

@@ -31,14 +31,15 @@ static void validate_path(const struct dg_kp_registry *reg, const char *id)
     if (st)
         return;
     CHECK(!strcmp(p.id, id));
-    /* nvidia (split attention + combine), llvmpipe (attention_fused, one workgroup a head) and nvidia with
-     * the fused variant (attention_fused with splits): every path resolves and re-validates under each */
+    /* nvidia (attention_fused with splits, fused q/k/v), llvmpipe (attention_fused, one workgroup a head)
+     * and nvidia with the split variant (split attention + combine): every path resolves and re-validates
+     * under each */
     for (int pi = 0; pi < 3; pi++) {
         struct dg_kplan plan;
         dg_kplan_init(&plan);
         CHECK_OK(dg_kplan_apply_profile(&plan, pi == 1 ? "llvmpipe" : "nvidia"));
         if (pi == 2)
-            CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}", "test"));
+            CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\": {\"attention\": {\"decode\": \"split\"}}}", "test"));
         for (int prefill = 0; prefill < 2; prefill++) {
             struct dg_kp_resolved r;
             st = dg_kplan_resolve(&plan, reg, NULL, &p, prefill, &r);
