@@ -487,10 +487,28 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #define NSEG (uint(K) / SEGW)
 #define XV (SEGW / 4u)
 
+// XCO (Q4_K only): the x-coalesced segment order. Segment s is lane q = s % 8 of block s / 8 and holds
+// qs words q, q + 8, q + 16, q + 24 of the block: x positions 4q .. 4q + 3 of each of the 8 sub-blocks, so
+// the 8 lanes of a block read 8 consecutive vec4s of x for every sub-block (whole 128-byte lines). The
+// default order (16 consecutive x a lane, 64 bytes apart across lanes) touches 4x the cache lines per
+// load instruction. The price: every lane decodes all 8 scale/min pairs of its block, not 2.
+#ifndef XCO
+#define XCO 0
+#endif
+#if XCO && WTYPE != DT_Q4_K
+#undef XCO
+#define XCO 0
+#endif
+
 // x of segment s (token base xb, in vec4s), in the order the segment's weights are decoded
 void load_x(uint xb, uint s, out vec4 xs[XV])
 {
-#if WTYPE == DT_Q4_K
+#if WTYPE == DT_Q4_K && XCO
+    // sub-block i's x starts at vec4 8i of the block; lane q takes its vec4 q
+    uint b = xb + (s >> 3) * 64u + (s & 7u);
+    for (uint i = 0u; i < 8u; i++)
+        xs[i] = xin_ss(b + 8u * i);
+#elif WTYPE == DT_Q4_K
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
     for (uint i = 0u; i < 4u; i++) {
@@ -511,8 +529,29 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
 #endif
 }
 
-#if WTYPE == DT_Q4_K
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+#if WTYPE == DT_Q4_K && XCO
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+{
+    uint blk = (rb >> 4) + (s >> 3) * 9u, wb = (rb >> 2) + (s >> 3) * 36u + 4u + (s & 7u);
+    uvec4 h = wvec(sel, blk);
+    uint w0 = wu(sel, wb), w1 = wu(sel, wb + 8u), w2 = wu(sel, wb + 16u), w3 = wu(sel, wb + 24u);
+    vec2 dm = unpackHalf2x16(h.x);
+    // the 8 six-bit scales and mins (GGUF get_scale_min_k4): sub-blocks 0-3 in the low 6 bits of bytes
+    // 0-3 / 4-7, sub-blocks 4-7 from the nibbles of bytes 8-11 and the top 2 bits of bytes 0-7
+    uvec4 by = (uvec4(h.y) >> uvec4(0u, 8u, 16u, 24u)) & 255u, bz = (uvec4(h.z) >> uvec4(0u, 8u, 16u, 24u)) & 255u;
+    uvec4 bw = (uvec4(h.w) >> uvec4(0u, 8u, 16u, 24u)) & 255u;
+    vec4 scA = vec4(by & 63u), mA = vec4(bz & 63u);
+    vec4 scB = vec4((bw & 15u) | ((by >> 6) << 4)), mB = vec4((bw >> 4) | ((bz >> 6) << 4));
+    // word j of the lane: low nibbles are sub-block 2j, high nibbles sub-block 2j + 1
+    const uvec4 LO = uvec4(0u, 8u, 16u, 24u), HI = uvec4(4u, 12u, 20u, 28u);
+    vec4 SA = vec4(dot(vec4((uvec4(w0) >> LO) & 15u), xs[0]), dot(vec4((uvec4(w0) >> HI) & 15u), xs[1]),
+                   dot(vec4((uvec4(w1) >> LO) & 15u), xs[2]), dot(vec4((uvec4(w1) >> HI) & 15u), xs[3]));
+    vec4 SB = vec4(dot(vec4((uvec4(w2) >> LO) & 15u), xs[4]), dot(vec4((uvec4(w2) >> HI) & 15u), xs[5]),
+                   dot(vec4((uvec4(w3) >> LO) & 15u), xs[6]), dot(vec4((uvec4(w3) >> HI) & 15u), xs[7]));
+    return dm.x * (dot(scA, SA) + dot(scB, SB)) - dm.y * (dot(mA, xsum[0]) + dot(mB, xsum[1]));
+}
+#elif WTYPE == DT_Q4_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
     uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
@@ -534,10 +573,10 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
         sl += dot(vec4(w & 15u), xs[k]);
         sh += dot(vec4((w >> 4) & 15u), xs[4u + k]);
     }
-    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
 #elif WTYPE == DT_Q6_K
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     uint b = rb + (s >> 3) * 210u, t = s & 7u, hh = t >> 2, g = t & 3u;
     uint sh = (b & 3u) * 8u, bw = b >> 2; // the block's word and byte shift (blocks are 2-byte aligned)
@@ -563,10 +602,10 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
         acc.z += dot(vec4(((a >> 4) & 15u) | (((hq >> 4) & 3u) << 4)), xs[4u + k]);
         acc.w += dot(vec4(((c >> 4) & 15u) | (((hq >> 6) & 3u) << 4)), xs[6u + k]);
     }
-    return d * dot(sc, acc - 32.0 * xsum);
+    return d * dot(sc, acc - 32.0 * xsum[0]);
 }
 #elif WTYPE == DT_Q8_0
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     uint b = rb + s * 34u;
     uint sh = ((b + 2u) & 3u) * 8u, qw = (b + 2u) >> 2;
@@ -582,7 +621,7 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
     return d * acc;
 }
 #else
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     float w[WCH];
     wchunk(sel, rb, s, w);
@@ -593,16 +632,22 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum)
 }
 #endif
 
-// the sums of x a segment's offsets multiply: Q4_K its two sub-block halves, Q6_K its four runs
-vec4 seg_xsum(vec4 xs[XV])
+// the sums of x a segment's offsets multiply (computed once for the RPT rows): Q4_K its two sub-block
+// halves (XCO: its 4 x of each of the 8 sub-blocks, [0] sub-blocks 0-3, [1] 4-7), Q6_K its four runs
+void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
 {
-#if WTYPE == DT_Q4_K
-    return vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
+    xsum[1] = vec4(0.0);
+#if WTYPE == DT_Q4_K && XCO
+    const vec4 one = vec4(1.0);
+    xsum[0] = vec4(dot(xs[0], one), dot(xs[1], one), dot(xs[2], one), dot(xs[3], one));
+    xsum[1] = vec4(dot(xs[4], one), dot(xs[5], one), dot(xs[6], one), dot(xs[7], one));
+#elif WTYPE == DT_Q4_K
+    xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
 #elif WTYPE == DT_Q6_K
-    return vec4(dot(xs[0] + xs[1], vec4(1.0)), dot(xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5], vec4(1.0)),
-                dot(xs[6] + xs[7], vec4(1.0)));
+    xsum[0] = vec4(dot(xs[0] + xs[1], vec4(1.0)), dot(xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5], vec4(1.0)),
+                   dot(xs[6] + xs[7], vec4(1.0)));
 #else
-    return vec4(0.0);
+    xsum[0] = vec4(0.0);
 #endif
 }
 
@@ -640,7 +685,8 @@ void main()
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         vec4 xs[XV];
         load_x(xb, s, xs);
-        vec4 xsum = seg_xsum(xs);
+        vec4 xsum[2];
+        seg_xsum(xs, xsum);
         for (uint r = 0u; r < uint(RPT); r++) {
             uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
             uint rb = lr * uint(WROWBYTES);

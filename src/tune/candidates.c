@@ -42,9 +42,10 @@ static bool same(const struct dg_tune_knobset *a, const struct dg_tune_knobset *
     return true;
 }
 
-/* Adds (entry, name1=v1, name2=v2) unless it repeats an earlier candidate or exceeds the device. */
-static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
-                int v2)
+/* Adds (entry, WG_SIZE=wg, n2=v2, n3=v3) unless it repeats an earlier candidate or exceeds the device;
+ * n2/n3 NULL: not set (the baseline's value stays). */
+static void add3(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
+                 int v2, const char *n3, int v3)
 {
     if (t->n_cand >= DG_TUNE_MAX_CAND || wg > caps->max_invocations || wg > caps->max_wg_size[0])
         return;
@@ -57,8 +58,8 @@ static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const c
     struct {
         const char *name;
         int v;
-    } set[2] = {{"WG_SIZE", wg}, {n2, v2}};
-    for (int s = 0; s < 2; s++) {
+    } set[3] = {{"WG_SIZE", wg}, {n2, v2}, {n3, v3}};
+    for (int s = 0; s < 3; s++) {
         if (!set[s].name)
             continue;
         int j = 0;
@@ -78,6 +79,12 @@ static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const c
     struct dg_tune_candidate *c = &t->cand[t->n_cand++];
     memset(c, 0, sizeof *c);
     c->ks = ks;
+}
+
+static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
+                int v2)
+{
+    add3(t, caps, entry, wg, n2, v2, NULL, 0);
 }
 
 /* The baseline's value of knob `name` into *v (left alone when the baseline does not name it). */
@@ -119,6 +126,18 @@ void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps 
             for (int i = 0; i < 3; i++)
                 if (rows0 % rpts[i] == 0)
                     add(out, caps, "main", wg0, "RPT", rpts[i]);
+            /* one or two rows a workgroup, one a thread: more workgroups with more threads a row. On the
+             * H200 (tools/chain-bench.c, weights cycled through more than the L2) these were the fastest
+             * shapes for the Q6_K matrices: 512x2048 in 12.7 us at 64 x 1 against 21.7 at 256 x 8 x 2,
+             * 2048x8192 in 14.0 at 128 x 1 against 20.5 */
+            add3(out, caps, "main", 64, "ROWS_PER_WG", 1, "RPT", 1);
+            add3(out, caps, "main", 128, "ROWS_PER_WG", 1, "RPT", 1);
+            add3(out, caps, "main", 128, "ROWS_PER_WG", 2, "RPT", 1);
+            add3(out, caps, "main", 64, "ROWS_PER_WG", 2, "RPT", 2);
+            /* Q4_K: the x-coalesced segment order at the baseline's shape (the knob is ignored by the other
+             * formats, which would only time the baseline again) */
+            if (!strncmp(t->shape, "q4_k ", 5))
+                add(out, caps, "main", wg0, "XCO", 1);
             add(out, caps, "row", 64, NULL, 0);
             add(out, caps, "row", 128, NULL, 0);
         }

@@ -36,7 +36,7 @@ typedef struct cJSON cJSON;
 
 #define DG_TUNE_FORMAT 1
 #define DG_TUNE_MAX_KNOBS 6
-#define DG_TUNE_MAX_CAND 16
+#define DG_TUNE_MAX_CAND 24
 #define DG_TUNE_MAX_TARGETS 32
 /* Verification tolerance: max |candidate - baseline| over the step's output row, relative to the row's
  * largest |baseline|. Correct variants differ only in f32 summation order (about 1e-6 relative here);

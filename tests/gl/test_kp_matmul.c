@@ -22,10 +22,15 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
-/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT). The first is the registry default; the
- * others put several rows on each thread (RPT) with fewer and with more threads per row than K has
- * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered. */
-static const char *const shapes[][3] = {{"64", "4", "1"}, {"64", "4", "2"}, {"32", "8", "4"}, {"128", "4", "4"}};
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO). The first is the registry default;
+ * the others put several rows on each thread (RPT) with fewer and with more threads per row than K has
+ * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered.
+ * The last three take Q4_K's x-coalesced segment order (XCO; the other formats ignore it, so only Q4_K
+ * runs them) through the same three cases. */
+static const char *const shapes[][4] = {{"64", "4", "1", "0"}, {"64", "4", "2", "0"}, {"32", "8", "4", "0"},
+                                        {"128", "4", "4", "0"}, {"64", "4", "2", "1"}, {"32", "8", "4", "1"},
+                                        {"128", "4", "4", "1"}};
+#define FIRST_XCO_SHAPE 4
 
 /* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
@@ -50,7 +55,7 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
      * types share the generic chunk path: the default shape and one with several rows a thread */
     bool own = dt == DG_DT_F16 || dt == DG_DT_Q8_0 || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K;
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
-        if (own || i == 0 || i == 2)
+        if ((own || i == 0 || i == 2) && (i < FIRST_XCO_SHAPE || dt == DG_DT_Q4_K))
             one_shape(gl, dt, entry_def, N, glu, i, 0);
 }
 
@@ -93,7 +98,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
     snprintf(ns, sizeof ns, "%d", N + (int)row0);
     snprintf(wts, sizeof wts, "%d", (int)dt);
     snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
-    struct dg_define d[13] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
+    struct dg_define d[14] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
                               {"ACT", "1"}};
     int nd = 6;
     if (norm) {
@@ -112,6 +117,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"WG_SIZE", shapes[shape][0]};
         d[nd++] = (struct dg_define){"ROWS_PER_WG", shapes[shape][1]};
         d[nd++] = (struct dg_define){"RPT", shapes[shape][2]};
+        d[nd++] = (struct dg_define){"XCO", shapes[shape][3]};
     }
     unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
@@ -145,10 +151,11 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             int o = t * (N + (int)row0) + (int)row0 + n;
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
-    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s) N=%d glu=%d norm=%d: worst %g (max %g)",
+    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s, XCO %s) N=%d glu=%d norm=%d: worst %g (max %g)",
               dg_dtype_info(dt)->name, entry_def ? entry_def : "main",
               row ? row_shapes[shape][0] : entry_def ? "-" : shapes[shape][0], entry_def ? "-" : shapes[shape][1],
-              row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], N, glu, norm, worst, mx);
+              row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], entry_def ? "-" : shapes[shape][3], N,
+              glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -189,6 +196,8 @@ DG_TEST(kp_matmul_norm_in)
                 one_shape(gl, dts[i], entries[e], 5, norm == 2, 0, norm);
                 if (!entries[e] || e == 1) /* main: 32 x 8 rows, RPT 4; row: WG 2, RPT 2 over 2 workgroups */
                     one_shape(gl, dts[i], entries[e], 5, norm == 1, 2, norm);
+                if (!entries[e] && dts[i] == DG_DT_Q4_K) /* main, the x-coalesced order: 64 x 4 rows, RPT 2 */
+                    one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_XCO_SHAPE, norm);
             }
 }
 

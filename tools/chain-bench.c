@@ -1,0 +1,354 @@
+/* chain-bench.c: what one dependent dispatch costs on this GPU, kernel by kernel. Each case runs a chain
+ * of R dispatches of one program with glMemoryBarrier between them (the way a decode token's steps
+ * depend on each other) and prints the GPU time per dispatch (one GL_TIME_ELAPSED query around the
+ * chain, when the driver has one), the wall time per dispatch (glFinish at the end) and the CPU time
+ * spent issuing them. Cases: trivial kernels at 1, 256 and 2048 workgroups (the launch + barrier floor),
+ * a kernel that only reads x and reduces it, and the decode GEMVs of glsl/matmul.glsl at Llama-3.2-1B
+ * shapes with the workgroup shapes the profiles and the tuner use.
+ * Build after `make` (links the library objects of build/):
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -Isrc tools/chain-bench.c $(find build/obj/src -name '*.o' ! -name main.o) \
+ *      -o build/chain-bench $(pkg-config --libs egl glesv2 gbm inih libcjson libpcre2-8 libutf8proc libcrypto) \
+ *      -lm -ldl -pthread
+ * Usage: build/chain-bench [R] [FILTER]   (R dispatches a chain, default 1000; FILTER: only labels that
+ * contain it). The floor kernel is tools/chain-floor.glsl, found through DOPPLER_GL_DATADIR like the
+ * shipped ones: run with DOPPLER_GL_DATADIR set to a directory whose glsl/ holds the shipped shaders and it. */
+#include <GLES3/gl31.h>
+#include <GLES2/gl2ext.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gl/gl.h"
+#include "model/dtype.h"
+#include "model/quant.h"
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+struct bench_case {
+    const char *label, *file;
+    const char *defs[12][2];
+    unsigned groups;
+    int dtype;          /* weights to bind at 1 (and 4 for GLU): -1 none */
+    long n, k;          /* weight shape */
+    int no_barrier;
+};
+
+static uint32_t lcg = 12345;
+static float rnd(void)
+{
+    lcg = lcg * 1664525u + 1013904223u;
+    return (float)((lcg >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* Quantized random weights (quantized once per shape, uploaded to `copy` distinct buffers so a chain can
+ * cycle through more bytes than the L2 holds, as a model's layers do). */
+static struct dg_buffer *weights(struct dg_gl *gl, int dt, long n, long k, int copy)
+{
+    static struct wcache { int dt; long n, k; int copy; struct dg_buffer *b; } cache[1024];
+    static int nc;
+    static struct { int dt; long n, k; uint8_t *q; } host[32];
+    static int nh;
+    for (int i = 0; i < nc; i++)
+        if (cache[i].dt == dt && cache[i].n == n && cache[i].k == k && cache[i].copy == copy)
+            return cache[i].b;
+    uint64_t rb = dg_dtype_row_bytes((enum dg_dtype)dt, (uint64_t)k), bytes = rb * (uint64_t)n;
+    uint8_t *q = NULL;
+    for (int i = 0; i < nh; i++)
+        if (host[i].dt == dt && host[i].n == n && host[i].k == k)
+            q = host[i].q;
+    if (!q) {
+        float *w = malloc((size_t)k * 4 * 64);
+        q = calloc(1, bytes + 32);
+        if (!w || !q || nh == 32)
+            return NULL;
+        for (long r0 = 0; r0 < n; r0 += 64) {
+            long rows = n - r0 < 64 ? n - r0 : 64;
+            for (long i = 0; i < rows * k; i++)
+                w[i] = rnd();
+            if (dt == DG_DT_F16) {
+                uint16_t *h = (uint16_t *)(q + rb * (uint64_t)r0);
+                for (long i = 0; i < rows * k; i++)
+                    h[i] = 0x3000; /* 0.125: the values do not change the time */
+            } else if (dg_quantize_rows((enum dg_dtype)dt, w, q + rb * (uint64_t)r0, (uint64_t)rows, (uint64_t)k, 1)) {
+                fprintf(stderr, "quantize: %s\n", dg_last_error());
+                return NULL;
+            }
+        }
+        free(w);
+        host[nh].dt = dt, host[nh].n = n, host[nh].k = k, host[nh].q = q;
+        nh++;
+    }
+    struct dg_buffer *b = NULL;
+    if (dg_buffer_alloc(gl, (bytes + 31) / 16 * 16 + 16, NULL, &b) || dg_buffer_upload(gl, b, 0, bytes, q)) {
+        fprintf(stderr, "upload: %s\n", dg_last_error());
+        return NULL;
+    }
+    if (nc < 1024)
+        cache[nc++] = (struct wcache){dt, n, k, copy, b};
+    return b;
+}
+
+int main(int argc, char **argv)
+{
+    int R = argc > 1 ? atoi(argv[1]) : 1000;
+    const char *filter = argc > 2 ? argv[2] : NULL;
+    struct dg_gl *gl;
+    struct dg_gl_options o = {0};
+    if (dg_gl_open(&o, &gl)) {
+        fprintf(stderr, "chain-bench: %s\n", dg_last_error());
+        return 1;
+    }
+    const struct dg_gl_caps *c = dg_gl_caps(gl);
+    printf("renderer %s | %s | subgroup %s %u | %d dispatches a chain\n", c->renderer, c->version,
+           c->subgroup ? "yes" : "no", c->subgroup_size, R);
+
+    /* floors */
+    static struct bench_case cases[1024];
+    int nc = 0;
+    static const struct bench_case floors[] = {
+        {"floor 1 wg x 64", "chain-floor.glsl", {{"WG_SIZE", "64"}, {"MODE", "0"}}, 1, -1, 0, 0, 0},
+        {"floor 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 0},
+        {"floor 2048 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 2048, -1, 0, 0, 0},
+        {"floor 256 wg x 256 no barrier", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 1},
+        {"x read+reduce 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "1"}, {"K", "2048"}}, 256, -1, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof floors / sizeof floors[0]; i++)
+        cases[nc++] = floors[i];
+    /* GEMVs at Llama-3.2-1B shapes (Q4_K_M: q/k/o/gate/up Q4_K, v and down Q6_K in half the layers) */
+    static const struct { const char *name; int dt; long n, k; int glu, norm; } shapes[] = {
+        {"q4k q 2048x2048 norm", DG_DT_Q4_K, 2048, 2048, 0, 1},
+        {"q4k o 2048x2048 acc", DG_DT_Q4_K, 2048, 2048, 0, 0},
+        {"q4k k 512x2048 norm", DG_DT_Q4_K, 512, 2048, 0, 1},
+        {"q6k v 512x2048 norm", DG_DT_Q6_K, 512, 2048, 0, 1},
+        {"q4k gate_up 8192x2048 norm", DG_DT_Q4_K, 8192, 2048, 1, 1},
+        {"q6k down 2048x8192 acc", DG_DT_Q6_K, 2048, 8192, 0, 0},
+        {"q4k down 2048x8192 acc", DG_DT_Q4_K, 2048, 8192, 0, 0},
+        {"q6k lm_head 128256x2048 norm", DG_DT_Q6_K, 128256, 2048, 0, 1},
+        {"f16 q 2048x2048 norm", DG_DT_F16, 2048, 2048, 0, 1},
+        {"f16 gate_up 8192x2048 norm", DG_DT_F16, 8192, 2048, 1, 1},
+        {"f16 down 2048x8192 acc", DG_DT_F16, 2048, 8192, 0, 0},
+    };
+    static const int cfg[][3] = {{64, 1, 1}, {64, 2, 1}, {64, 2, 2}, {128, 1, 1}, {128, 2, 1}, {128, 2, 2},
+                                 {128, 4, 2}, {256, 1, 1}, {256, 2, 1}, {256, 4, 1}, {256, 4, 2}, {256, 8, 2},
+                                 {256, 8, 1}, {512, 4, 1}, {512, 8, 2}, {512, 2, 1}};
+    static char strs[1024][6][24];
+    /* CB_FILES: comma-separated matmul variants to compare (default matmul.glsl and matmul_unroll.glsl);
+     * CB_CFGS: WG/ROWS_PER_WG/RPT list (default: the 16 above) */
+    char files[8][64];
+    int nfiles = 0;
+    const char *fe = getenv("CB_FILES") ? getenv("CB_FILES") : "matmul.glsl,matmul_unroll.glsl";
+    for (const char *p = fe; *p && nfiles < 8;) {
+        size_t n = strcspn(p, ",");
+        snprintf(files[nfiles++], 64, "%.*s", (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    int ucfg[32][3], ncfg = 0;
+    if (getenv("CB_CFGS")) {
+        for (const char *p = getenv("CB_CFGS"); *p && ncfg < 32;) {
+            if (sscanf(p, "%d/%d/%d", &ucfg[ncfg][0], &ucfg[ncfg][1], &ucfg[ncfg][2]) == 3)
+                ncfg++;
+            size_t n = strcspn(p, ",");
+            p += n + (p[n] == ',');
+        }
+    } else
+        for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++, ncfg++)
+            memcpy(ucfg[ncfg], cfg[i], sizeof cfg[i]);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int ci = 0; ci < ncfg; ci++)
+            for (int un = 0; un < nfiles && nc < 1024; un++) {
+                struct bench_case *bc = &cases[nc];
+                char (*sv)[24] = strs[nc];
+                memset(bc, 0, sizeof *bc);
+                char *lab = malloc(96);
+                snprintf(lab, 96, "%s %d/%d/%d %s", shapes[si].name, ucfg[ci][0], ucfg[ci][1], ucfg[ci][2], files[un]);
+                bc->label = lab;
+                bc->file = files[un];
+                snprintf(sv[0], 24, "%d", ucfg[ci][0]);
+                snprintf(sv[1], 24, "%d", ucfg[ci][1]);
+                snprintf(sv[2], 24, "%d", ucfg[ci][2]);
+                snprintf(sv[3], 24, "%d", shapes[si].dt);
+                snprintf(sv[4], 24, "%ld", shapes[si].n);
+                snprintf(sv[5], 24, "%ld", shapes[si].k);
+                int nd = 0;
+                bc->defs[nd][0] = "WG_SIZE", bc->defs[nd++][1] = sv[0];
+                bc->defs[nd][0] = "ROWS_PER_WG", bc->defs[nd++][1] = sv[1];
+                bc->defs[nd][0] = "RPT", bc->defs[nd++][1] = sv[2];
+                bc->defs[nd][0] = "WTYPE", bc->defs[nd++][1] = sv[3];
+                bc->defs[nd][0] = "N", bc->defs[nd++][1] = sv[4];
+                bc->defs[nd][0] = "K", bc->defs[nd++][1] = sv[5];
+                if (shapes[si].glu)
+                    bc->defs[nd][0] = "GLU", bc->defs[nd++][1] = "1";
+                if (shapes[si].norm)
+                    bc->defs[nd][0] = "HAS_NORM_IN", bc->defs[nd++][1] = "1";
+                else
+                    bc->defs[nd][0] = "ACCUMULATE", bc->defs[nd++][1] = "1";
+                bc->groups = (unsigned)((shapes[si].n + ucfg[ci][1] - 1) / ucfg[ci][1]);
+                bc->dtype = shapes[si].dt;
+                bc->n = shapes[si].n;
+                bc->k = shapes[si].k;
+                nc++;
+            }
+    struct dg_buffer *x, *y, *y2, *nw, *ubo;
+    float *xs = malloc(8192 * 4 * 4);
+    for (int i = 0; i < 8192 * 4; i++)
+        xs[i] = rnd();
+    uint32_t u[4] = {0, 1, 0, 0};
+    if (dg_buffer_alloc(gl, 8192 * 16, xs, &x) || dg_buffer_alloc(gl, 65536 * 4 * 2, NULL, &y) ||
+        dg_buffer_alloc(gl, 65536 * 4 * 2, NULL, &y2) || dg_buffer_alloc(gl, 8192 * 16, xs, &nw) ||
+        dg_buffer_alloc(gl, 16, u, &ubo)) {
+        fprintf(stderr, "chain-bench: %s\n", dg_last_error());
+        return 1;
+    }
+    GLuint q = 0;
+    if (c->timer_query && c->time_elapsed_works)
+        glGenQueries(1, &q);
+    printf("%-52s %10s %10s %10s %9s\n", "case", "GPU us", "wall us", "CPU us", "GB/s");
+    for (int ci = 0; ci < nc; ci++) {
+        const struct bench_case *bc = &cases[ci];
+        if (filter && !strstr(bc->label, filter))
+            continue;
+        struct dg_define d[12];
+        int nd = 0;
+        while (nd < 12 && bc->defs[nd][0]) {
+            d[nd] = (struct dg_define){bc->defs[nd][0], bc->defs[nd][1]};
+            nd++;
+        }
+        char rb[32];
+        if (bc->dtype >= 0) {
+            snprintf(rb, sizeof rb, "%llu", (unsigned long long)dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k));
+            d[nd++] = (struct dg_define){"WROWBYTES", rb};
+        }
+        GLuint prog;
+        if (dg_gl_program(gl, bc->file, d, nd, &prog)) {
+            printf("%-38s compile failed: %s\n", bc->label, dg_last_error());
+            continue;
+        }
+        /* GLU reads gate rows at binding 1 and up rows at 4: two halves of one buffer, so the up rows
+         * are not the gate rows again (which would be L2 hits) */
+        int glu = strstr(bc->label, "gate_up") != NULL;
+        struct dg_buffer *wc[32] = {0}, *w = NULL;
+        int ncopy = 1;
+        uint64_t half = 0;
+        if (bc->dtype >= 0) {
+            half = dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k) * (uint64_t)bc->n;
+            uint64_t all = half * (glu ? 2 : 1);
+            ncopy = (int)((160ull << 20) / all) + 1;
+            if (ncopy > 32)
+                ncopy = 32;
+            for (int i = 0; i < ncopy; i++)
+                if (!(wc[i] = weights(gl, bc->dtype, bc->n * (glu ? 2 : 1), bc->k, i)))
+                    return 1;
+            w = wc[0];
+        }
+        glUseProgram(prog);
+        glBindBufferBase(GL_UNIFORM_BUFFER, 0, ubo->id);
+        dg_buffer_bind(gl, 0, x, 0, x->size);
+        dg_buffer_bind(gl, 3, y, 0, y->size);
+        dg_buffer_bind(gl, 5, nw, 0, nw->size);
+        GLint l0 = glGetUniformLocation(prog, "u_row0"), l1 = glGetUniformLocation(prog, "u_nrows");
+        if (l0 >= 0)
+            glUniform1ui(l0, 0);
+        if (l1 >= 0)
+            glUniform1ui(l1, (GLuint)bc->n);
+        struct dg_dispatch_info info = {bc->label, "chain", 0};
+        int bad = 0;
+        for (int i = 0; i < 20 + ncopy && !bad; i++) {
+            if (w && (dg_buffer_bind(gl, 1, wc[i % ncopy], 0, glu ? half : w->size) ||
+                      (glu && dg_buffer_bind(gl, 4, wc[i % ncopy], half, half))))
+                bad = 1;
+            dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
+            dg_gl_barrier(gl);
+        }
+        glFinish();
+        if (bad) {
+            printf("%-38s bind: %s\n", bc->label, dg_last_error());
+            continue;
+        }
+        double best_gpu = 1e30, best_wall = 1e30, best_cpu = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now_us();
+            if (q)
+                glBeginQuery(GL_TIME_ELAPSED_EXT, q);
+            for (int i = 0; i < R; i++) {
+                if (!bc->no_barrier)
+                    dg_gl_barrier(gl);
+                if (w) {
+                    dg_buffer_bind(gl, 1, wc[i % ncopy], 0, glu ? half : w->size);
+                    if (glu)
+                        dg_buffer_bind(gl, 4, wc[i % ncopy], half, half);
+                }
+                dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
+            }
+            if (q)
+                glEndQuery(GL_TIME_ELAPSED_EXT);
+            double t1 = now_us();
+            glFinish();
+            double t2 = now_us();
+            GLuint ns = 0;
+            if (q)
+                glGetQueryObjectuiv(q, GL_QUERY_RESULT, &ns);
+            if (ns && ns / 1e3 / R < best_gpu)
+                best_gpu = ns / 1e3 / R;
+            if ((t2 - t0) / R < best_wall)
+                best_wall = (t2 - t0) / R;
+            if ((t1 - t0) / R < best_cpu)
+                best_cpu = (t1 - t0) / R;
+        }
+        if (dg_gl_check(bc->label)) {
+            printf("%-38s GL error: %s\n", bc->label, dg_last_error());
+            continue;
+        }
+        /* one dispatch on zeroed y: the first variant of a (shape, config) is the reference of the others */
+        float err = -1;
+        if (w) {
+            static float *ref, *got;
+            static long ref_n;
+            size_t n = (size_t)bc->n;
+            if (!ref) {
+                ref = malloc(131072 * 4), got = malloc(131072 * 4);
+            }
+            float *zero = calloc(n, 4);
+            dg_buffer_upload(gl, y, 0, n * 4, zero);
+            free(zero);
+            dg_gl_barrier(gl);
+            dg_buffer_bind(gl, 1, wc[0], 0, glu ? half : w->size);
+            if (glu)
+                dg_buffer_bind(gl, 4, wc[0], half, half);
+            dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
+            dg_gl_barrier(gl);
+            dg_buffer_download(gl, y, 0, n * 4, ci == 0 || strcmp(cases[ci - 1].file, bc->file) == 0 ||
+                                                     strncmp(cases[ci - 1].label, bc->label, strlen(bc->label) - strlen(bc->file)) != 0
+                                                     ? ref : got);
+            if (ci > 0 && strcmp(cases[ci - 1].file, bc->file) != 0 &&
+                strncmp(cases[ci - 1].label, bc->label, strlen(bc->label) - strlen(bc->file)) == 0 && ref_n == bc->n) {
+                double mx = 1e-30, worst = 0;
+                for (size_t i = 0; i < n; i++)
+                    mx = fmax(mx, fabs(ref[i]));
+                for (size_t i = 0; i < n; i++)
+                    worst = fmax(worst, fabs(got[i] - ref[i]));
+                err = (float)(worst / mx);
+            } else
+                ref_n = bc->n;
+        }
+        double bytes = w ? (double)dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k) * (double)bc->n *
+                               (strstr(bc->label, "gate_up") ? 2 : 1)
+                         : 0;
+        double t = best_gpu < 1e29 ? best_gpu : best_wall;
+        printf("%-52s %10.2f %10.2f %10.2f %9.1f", bc->label, best_gpu < 1e29 ? best_gpu : 0.0, best_wall,
+               best_cpu, bytes / t / 1e3);
+        if (err >= 0)
+            printf("  rel err vs %s %.2e", cases[ci - 1].file, err);
+        printf("\n");
+        fflush(stdout);
+    }
+    (void)y2;
+    dg_gl_close(gl);
+    return 0;
+}
