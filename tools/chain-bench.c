@@ -9,9 +9,15 @@
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Isrc tools/chain-bench.c $(find build/obj/src -name '*.o' ! -name main.o) \
  *      -o build/chain-bench $(pkg-config --libs egl glesv2 gbm inih libcjson libpcre2-8 libutf8proc libcrypto) \
  *      -lm -ldl -pthread
- * Usage: build/chain-bench [R] [FILTER]   (R dispatches a chain, default 1000; FILTER: only labels that
- * contain it). The floor kernel is tools/chain-floor.glsl, found through DOPPLER_GL_DATADIR like the
- * shipped ones: run with DOPPLER_GL_DATADIR set to a directory whose glsl/ holds the shipped shaders and it. */
+ * Usage: [CB_FILES=a.glsl,b.glsl] [CB_CFGS=WG/ROWS/RPT,...] build/chain-bench [R] [FILTER]
+ *   R dispatches a chain (default 1000); FILTER: only cases whose label contains it; CB_FILES: variants of
+ *   matmul.glsl to compare at each shape and workgroup shape (each one's output is checked against the
+ *   first's, printed as "rel err"); CB_CFGS: the workgroup shapes (default: 16 of them).
+ * The floor kernel is tools/chain-floor.glsl, found through DOPPLER_GL_DATADIR like the shipped ones: set
+ * DOPPLER_GL_DATADIR to a directory whose glsl/ holds the shipped shaders, it and any variants.
+ * Each GEMV chain cycles through copies of its weights (160 MB or more, beyond the L2) so the weights come
+ * from memory as in a model; even so its large-matrix figures varied 2x between two H200 machines, so
+ * compare cases of one run only. */
 #include <GLES3/gl31.h>
 #include <GLES2/gl2ext.h>
 #include <math.h>
@@ -38,6 +44,8 @@ struct bench_case {
     int dtype;          /* weights to bind at 1 (and 4 for GLU): -1 none */
     long n, k;          /* weight shape */
     int no_barrier;
+    int ref_case; /* index of the case whose output this one must match (the first variant of its shape and
+                   * workgroup shape), or -1 */
 };
 
 static uint32_t lcg = 12345;
@@ -113,11 +121,11 @@ int main(int argc, char **argv)
     static struct bench_case cases[1024];
     int nc = 0;
     static const struct bench_case floors[] = {
-        {"floor 1 wg x 64", "chain-floor.glsl", {{"WG_SIZE", "64"}, {"MODE", "0"}}, 1, -1, 0, 0, 0},
-        {"floor 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 0},
-        {"floor 2048 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 2048, -1, 0, 0, 0},
-        {"floor 256 wg x 256 no barrier", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 1},
-        {"x read+reduce 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "1"}, {"K", "2048"}}, 256, -1, 0, 0, 0},
+        {"floor 1 wg x 64", "chain-floor.glsl", {{"WG_SIZE", "64"}, {"MODE", "0"}}, 1, -1, 0, 0, 0, -1},
+        {"floor 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 0, -1},
+        {"floor 2048 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 2048, -1, 0, 0, 0, -1},
+        {"floor 256 wg x 256 no barrier", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "0"}}, 256, -1, 0, 0, 1, -1},
+        {"x read+reduce 256 wg x 256", "chain-floor.glsl", {{"WG_SIZE", "256"}, {"MODE", "1"}, {"K", "2048"}}, 256, -1, 0, 0, 0, -1},
     };
     for (size_t i = 0; i < sizeof floors / sizeof floors[0]; i++)
         cases[nc++] = floors[i];
@@ -139,11 +147,11 @@ int main(int argc, char **argv)
                                  {128, 4, 2}, {256, 1, 1}, {256, 2, 1}, {256, 4, 1}, {256, 4, 2}, {256, 8, 2},
                                  {256, 8, 1}, {512, 4, 1}, {512, 8, 2}, {512, 2, 1}};
     static char strs[1024][6][24];
-    /* CB_FILES: comma-separated matmul variants to compare (default matmul.glsl and matmul_unroll.glsl);
+    /* CB_FILES: comma-separated matmul.glsl variants to compare (default: matmul.glsl alone);
      * CB_CFGS: WG/ROWS_PER_WG/RPT list (default: the 16 above) */
     char files[8][64];
     int nfiles = 0;
-    const char *fe = getenv("CB_FILES") ? getenv("CB_FILES") : "matmul.glsl,matmul_unroll.glsl";
+    const char *fe = getenv("CB_FILES") ? getenv("CB_FILES") : "matmul.glsl";
     for (const char *p = fe; *p && nfiles < 8;) {
         size_t n = strcspn(p, ",");
         snprintf(files[nfiles++], 64, "%.*s", (int)n, p);
@@ -166,8 +174,8 @@ int main(int argc, char **argv)
                 struct bench_case *bc = &cases[nc];
                 char (*sv)[24] = strs[nc];
                 memset(bc, 0, sizeof *bc);
-                char *lab = malloc(96);
-                snprintf(lab, 96, "%s %d/%d/%d %s", shapes[si].name, ucfg[ci][0], ucfg[ci][1], ucfg[ci][2], files[un]);
+                char *lab = malloc(160);
+                snprintf(lab, 160, "%s %d/%d/%d %.63s", shapes[si].name, ucfg[ci][0], ucfg[ci][1], ucfg[ci][2], files[un]);
                 bc->label = lab;
                 bc->file = files[un];
                 snprintf(sv[0], 24, "%d", ucfg[ci][0]);
@@ -193,6 +201,7 @@ int main(int argc, char **argv)
                 bc->dtype = shapes[si].dt;
                 bc->n = shapes[si].n;
                 bc->k = shapes[si].k;
+                bc->ref_case = un ? nc - un : -1;
                 nc++;
             }
     struct dg_buffer *x, *y, *y2, *nw, *ubo;
@@ -305,15 +314,12 @@ int main(int argc, char **argv)
             printf("%-38s GL error: %s\n", bc->label, dg_last_error());
             continue;
         }
-        /* one dispatch on zeroed y: the first variant of a (shape, config) is the reference of the others */
+        /* one dispatch on zeroed y: the first variant of a (shape, workgroup shape) is the reference of
+         * the others (variants change speed, not results) */
         float err = -1;
         if (w) {
-            static float *ref, *got;
-            static long ref_n;
+            static float ref[131072], got[131072];
             size_t n = (size_t)bc->n;
-            if (!ref) {
-                ref = malloc(131072 * 4), got = malloc(131072 * 4);
-            }
             float *zero = calloc(n, 4);
             dg_buffer_upload(gl, y, 0, n * 4, zero);
             free(zero);
@@ -323,19 +329,15 @@ int main(int argc, char **argv)
                 dg_buffer_bind(gl, 4, wc[0], half, half);
             dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
             dg_gl_barrier(gl);
-            dg_buffer_download(gl, y, 0, n * 4, ci == 0 || strcmp(cases[ci - 1].file, bc->file) == 0 ||
-                                                     strncmp(cases[ci - 1].label, bc->label, strlen(bc->label) - strlen(bc->file)) != 0
-                                                     ? ref : got);
-            if (ci > 0 && strcmp(cases[ci - 1].file, bc->file) != 0 &&
-                strncmp(cases[ci - 1].label, bc->label, strlen(bc->label) - strlen(bc->file)) == 0 && ref_n == bc->n) {
+            dg_buffer_download(gl, y, 0, n * 4, bc->ref_case < 0 ? ref : got);
+            if (bc->ref_case >= 0) {
                 double mx = 1e-30, worst = 0;
                 for (size_t i = 0; i < n; i++)
                     mx = fmax(mx, fabs(ref[i]));
                 for (size_t i = 0; i < n; i++)
                     worst = fmax(worst, fabs(got[i] - ref[i]));
                 err = (float)(worst / mx);
-            } else
-                ref_n = bc->n;
+            }
         }
         double bytes = w ? (double)dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k) * (double)bc->n *
                                (strstr(bc->label, "gate_up") ? 2 : 1)
@@ -344,7 +346,7 @@ int main(int argc, char **argv)
         printf("%-52s %10.2f %10.2f %10.2f %9.1f", bc->label, best_gpu < 1e29 ? best_gpu : 0.0, best_wall,
                best_cpu, bytes / t / 1e3);
         if (err >= 0)
-            printf("  rel err vs %s %.2e", cases[ci - 1].file, err);
+            printf("  rel err vs %s %.2e", cases[bc->ref_case].file, err);
         printf("\n");
         fflush(stdout);
     }
