@@ -249,6 +249,16 @@ struct dg_kplan {
         struct dg_kp_const c;
     } knob_prefs[64];
     int n_knob_prefs;
+    /* "knobs" of a config file or the command line: values forced on every step of `kernel` whose resolved
+     * entry is `entry`, over the path's constants, the profile's preferences and tuner winners (for
+     * measuring a knob the tuner does not cover, or pinning one). A later source replaces an earlier
+     * value of the same knob. */
+    struct dg_kp_knob_force {
+        char kernel[DG_KP_NAME], entry[DG_KP_NAME];
+        struct dg_kp_const c;
+        char src[DG_KP_NAME];
+    } knob_force[32];
+    int n_knob_force;
 
     /* Winners of `doppler-gl tune` cached for this device and model (tune/tune.h dg_tune_apply_cached):
      * for decode steps of `kernel` with step role `role`, the entry and knob values measured fastest.

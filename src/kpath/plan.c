@@ -75,6 +75,75 @@ static void add_knob_pref(struct dg_kplan *plan, const char *kernel, const char 
     snprintf(k->c.value, sizeof k->c.value, "%s", value);
 }
 
+/* Sets the plan's forced knob values ("knobs") on the step, replacing whatever set them before. */
+static void apply_forced_knobs(const struct dg_kplan *plan, struct dg_kp_step *s)
+{
+    for (int i = 0; i < plan->n_knob_force; i++) {
+        const struct dg_kp_knob_force *f = &plan->knob_force[i];
+        if (strcmp(f->kernel, s->kernel) || strcmp(f->entry, s->entry))
+            continue;
+        int c = 0;
+        while (c < s->n_consts && strcmp(s->consts[c].name, f->c.name))
+            c++;
+        if (c == s->n_consts) {
+            if (s->n_consts == DG_KP_MAX_CONSTS)
+                continue; /* dg_kplan_resolve refuses such a plan before it gets here */
+            s->n_consts++;
+        }
+        s->consts[c] = f->c;
+    }
+}
+
+/* "knobs": {"<kernel>": {"<entry>": {"<KNOB>": "value" or number}}} */
+static dg_status parse_knobs(struct dg_kplan *plan, const cJSON *o, const char *src)
+{
+    if (!cJSON_IsObject(o))
+        return dg_fail(DG_E_FORMAT, "%s: knobs: expected an object {\"kernel\": {\"entry\": {\"KNOB\": value}}}", src);
+    const cJSON *k, *e, *v;
+    cJSON_ArrayForEach(k, o)
+    {
+        if (!cJSON_IsObject(k))
+            return dg_fail(DG_E_FORMAT, "%s: knobs.%s: expected an object of entries", src, k->string);
+        cJSON_ArrayForEach(e, k)
+        {
+            if (!cJSON_IsObject(e))
+                return dg_fail(DG_E_FORMAT, "%s: knobs.%s.%s: expected an object of knob values", src, k->string,
+                               e->string);
+            cJSON_ArrayForEach(v, e)
+            {
+                char val[DG_KP_NAME];
+                if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) < sizeof val)
+                    snprintf(val, sizeof val, "%s", v->valuestring);
+                else if (cJSON_IsNumber(v))
+                    snprintf(val, sizeof val, "%.17g", v->valuedouble);
+                else
+                    return dg_fail(DG_E_FORMAT, "%s: knobs.%s.%s.%s: expected a number or a non-empty string", src,
+                                   k->string, e->string, v->string);
+                if (strlen(k->string) >= DG_KP_NAME || strlen(e->string) >= DG_KP_NAME ||
+                    strlen(v->string) >= sizeof plan->knob_force[0].c.name)
+                    return dg_fail(DG_E_FORMAT, "%s: knobs.%s.%s.%s: name too long", src, k->string, e->string, v->string);
+                int i = 0;
+                while (i < plan->n_knob_force &&
+                       (strcmp(plan->knob_force[i].kernel, k->string) || strcmp(plan->knob_force[i].entry, e->string) ||
+                        strcmp(plan->knob_force[i].c.name, v->string)))
+                    i++;
+                if (i == plan->n_knob_force) {
+                    if (i == (int)(sizeof plan->knob_force / sizeof plan->knob_force[0]))
+                        return dg_fail(DG_E_FORMAT, "%s: knobs: more than %d knob values", src, i);
+                    plan->n_knob_force++;
+                }
+                struct dg_kp_knob_force *f = &plan->knob_force[i];
+                snprintf(f->kernel, sizeof f->kernel, "%s", k->string);
+                snprintf(f->entry, sizeof f->entry, "%s", e->string);
+                snprintf(f->c.name, sizeof f->c.name, "%s", v->string);
+                snprintf(f->c.value, sizeof f->c.value, "%s", val);
+                snprintf(f->src, sizeof f->src, "%s", src);
+            }
+        }
+    }
+    return DG_OK;
+}
+
 /* Adds the profile's preferred knob values the step does not set itself. */
 static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_registry *reg, struct dg_kp_step *s)
 {
@@ -305,6 +374,10 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
                 if (st)
                     return st;
             }
+        } else if (strcmp(k, "knobs") == 0) {
+            dg_status st = parse_knobs(plan, it, src);
+            if (st)
+                return st;
         } else if (strcmp(k, "layerPipeline") == 0) {
             /* an array: both phases; an object {"decode": [...], "prefill": [...]}: each phase its own */
             const cJSON *ph[2] = {it, it};
@@ -342,7 +415,7 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
         } else {
             return dg_fail(DG_E_FORMAT,
                            "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, tuner, "
-                           "qkvFusion, kvDtype, variants, layerPipeline)",
+                           "qkvFusion, kvDtype, variants, layerPipeline, knobs)",
                            src, k);
         }
     }
@@ -626,6 +699,7 @@ static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_
         snprintf(f.output[i], DG_KP_NAME, "%s", outs[i]);
     f.n_output = 5;
     apply_knob_prefs(plan, reg, &f);
+    apply_forced_knobs(plan, &f);
     out->n_steps -= absorbed;
     out->steps[out->n_steps - 1] = f;
     return true;
@@ -677,6 +751,7 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
         if (!prefill)
             apply_tuned(plan, reg, caps, &s);
         apply_knob_prefs(plan, reg, &s);
+        apply_forced_knobs(plan, &s);
         if (strcmp(s.kernel, "attention") == 0 && strcmp(s.entry, "split") == 0 && !was_split && s.n_output == 1) {
             /* expand: attention writes partials, attn_combine writes the step's original output */
             struct dg_kp_step comb = {0};
@@ -710,6 +785,20 @@ dg_status dg_kplan_resolve(const struct dg_kplan *plan, const struct dg_kp_regis
     memset(out, 0, sizeof *out);
     const enum dg_kp_section_id ids[4] = {DG_KS_PRE, prefill ? DG_KS_PREFILL : DG_KS_DECODE, DG_KS_POST,
                                           DG_KS_SAMPLING};
+    /* forced knobs must name a registry kernel, one of its entries and one of its knobs: a typo would
+     * otherwise silently measure the default */
+    for (int i = 0; i < plan->n_knob_force; i++) {
+        const struct dg_kp_knob_force *f = &plan->knob_force[i];
+        const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, f->kernel);
+        if (!k)
+            return dg_fail(DG_E_FORMAT, "%s: knobs.%s: not a kernel of the registry", f->src, f->kernel);
+        if (!dg_kp_entry_find(k, f->entry))
+            return dg_fail(DG_E_FORMAT, "%s: knobs.%s.%s: %s has no entry \"%s\"", f->src, f->kernel, f->entry,
+                           f->kernel, f->entry);
+        if (!dg_kp_knob_find(k, f->c.name))
+            return dg_fail(DG_E_FORMAT, "%s: knobs.%s.%s.%s: %s has no knob %s", f->src, f->kernel, f->entry, f->c.name,
+                           f->kernel, f->c.name);
+    }
     dg_status st = DG_OK;
     for (int i = 0; i < 4 && !st; i++)
         st = resolve_section(plan, reg, caps, p, ids[i], prefill, i == 1, &out->sec[i]);
@@ -816,6 +905,12 @@ void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpat
         for (int i = 0; i < plan->n_layer_pipeline[ph]; i++)
             fprintf(out, " %s", plan->layer_pipeline[ph][i]);
         fprintf(out, " (%s)\n", plan->layer_pipeline_src);
+    }
+    for (int i = 0; i < plan->n_knob_force; i++) {
+        const struct dg_kp_knob_force *f = &plan->knob_force[i];
+        char name[3 * DG_KP_NAME + 16];
+        snprintf(name, sizeof name, "knobs.%s.%s.%s", f->kernel, f->entry, f->c.name);
+        fprintf(out, "  %-22s %-20s (%s)\n", name, f->c.value, f->src);
     }
     fprintf(out, "  %-22s %s\n", "fused kernels", plan->fused_allowed ? "allowed" : plan->fused_veto_reason);
     if (!p)

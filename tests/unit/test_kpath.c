@@ -391,3 +391,78 @@ DG_TEST(kpath_formulas)
     CHECK(strstr(dg_last_error(), "unknown name M") != NULL);
     CHECK(dg_expr_eval("(((1)", lk, NULL, "t", &v) == DG_E_FORMAT);
 }
+
+/* "knobs" forces a knob value on every step of a kernel and entry, over the path's constants and the
+ * profile's preferences (the llvmpipe profile's NSPLIT 1 for attention_fused, RPT 4 for the row GEMV),
+ * in both the plain steps and the plan-built attention_fused; a later source replaces an earlier value;
+ * names the registry does not know and values that are neither numbers nor strings are errors that name
+ * the field. */
+static const char *step_const(const struct dg_kp_step *s, const char *name)
+{
+    for (int c = 0; c < s->n_consts; c++)
+        if (!strcmp(s->consts[c].name, name))
+            return s->consts[c].value;
+    return NULL;
+}
+
+DG_TEST(kpath_plan_knobs)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    char file[1200];
+    CHECK_OK(dg_kpath_resolve_file("llama-q8_0", file, sizeof file));
+    struct dg_kpath p;
+    if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
+        CHECK_MSG(false, "%s", dg_last_error());
+        dg_kp_registry_free(&reg);
+        return;
+    }
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_profile(&plan, "llvmpipe"));
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"knobs\": {\"attention_fused\": {\"main\": {\"NSPLIT\": 8, \"CHUNK\": \"64\"}},"
+                                        " \"matmul\": {\"row\": {\"RPT\": 1}}}}", "config"));
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"knobs\": {\"attention_fused\": {\"main\": {\"NSPLIT\": 4}}}}", "cli"));
+    struct dg_kp_resolved r;
+    CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+    int fused = 0, rows = 0;
+    for (int s = 0; s < r.sec[1].n_steps; s++) {
+        const struct dg_kp_step *st = &r.sec[1].steps[s];
+        if (!strcmp(st->kernel, "attention_fused")) {
+            fused++;
+            const char *ns = step_const(st, "NSPLIT"), *ch = step_const(st, "CHUNK");
+            CHECK_MSG(ns && !strcmp(ns, "4") && ch && !strcmp(ch, "64"), "attention_fused NSPLIT %s CHUNK %s",
+                      ns ? ns : "-", ch ? ch : "-");
+        }
+        if (!strcmp(st->kernel, "matmul") && !strcmp(st->entry, "row")) {
+            rows++;
+            const char *rpt = step_const(st, "RPT");
+            CHECK_MSG(rpt && !strcmp(rpt, "1"), "%s RPT %s", st->role, rpt ? rpt : "-");
+        }
+    }
+    CHECK_MSG(fused == 1 && rows >= 2, "%d attention_fused, %d row matmul steps", fused, rows);
+    dg_kp_resolved_free(&r);
+
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
+        {"{\"knobs\": {\"matmull\": {\"main\": {\"RPT\": 2}}}}", "knobs.matmull: not a kernel"},
+        {"{\"knobs\": {\"matmul\": {\"fast\": {\"RPT\": 2}}}}", "knobs.matmul.fast: matmul has no entry"},
+        {"{\"knobs\": {\"matmul\": {\"main\": {\"TILE\": 2}}}}", "knobs.matmul.main.TILE: matmul has no knob TILE"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct dg_kplan b;
+        dg_kplan_init(&b);
+        CHECK_OK(dg_kplan_apply_json(&b, bad[i].json, "cli"));
+        CHECK(dg_kplan_resolve(&b, &reg, NULL, &p, false, &r) == DG_E_FORMAT);
+        CHECK_MSG(strstr(dg_last_error(), bad[i].want) != NULL, "%s: %s", bad[i].json, dg_last_error());
+        dg_clear_error();
+    }
+    CHECK(dg_kplan_apply_json(&plan, "{\"knobs\": {\"matmul\": {\"main\": {\"RPT\": true}}}}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "knobs.matmul.main.RPT: expected a number or a non-empty string") != NULL);
+    CHECK(dg_kplan_apply_json(&plan, "{\"knobs\": {\"matmul\": [1]}}", "cli") == DG_E_FORMAT);
+    dg_clear_error();
+    dg_kpath_free(&p);
+    dg_kp_registry_free(&reg);
+}
