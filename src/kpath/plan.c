@@ -75,22 +75,31 @@ static void add_knob_pref(struct dg_kplan *plan, const char *kernel, const char 
     snprintf(k->c.value, sizeof k->c.value, "%s", value);
 }
 
-/* Sets the plan's forced knob values ("knobs") on the step, replacing whatever set them before. */
+/* Index of the step's constant `name`, or -1. */
+static int const_index(const struct dg_kp_step *s, const char *name)
+{
+    for (int c = 0; c < s->n_consts; c++)
+        if (strcmp(s->consts[c].name, name) == 0)
+            return c;
+    return -1;
+}
+
+/* Sets the plan's forced knob values ("knobs") on the step, replacing whatever set them before (a tuner
+ * value it replaces is no longer the tuner's). */
 static void apply_forced_knobs(const struct dg_kplan *plan, struct dg_kp_step *s)
 {
     for (int i = 0; i < plan->n_knob_force; i++) {
         const struct dg_kp_knob_force *f = &plan->knob_force[i];
         if (strcmp(f->kernel, s->kernel) || strcmp(f->entry, s->entry))
             continue;
-        int c = 0;
-        while (c < s->n_consts && strcmp(s->consts[c].name, f->c.name))
-            c++;
-        if (c == s->n_consts) {
+        int c = const_index(s, f->c.name);
+        if (c < 0) {
             if (s->n_consts == DG_KP_MAX_CONSTS)
-                continue; /* dg_kplan_resolve refuses such a plan before it gets here */
-            s->n_consts++;
+                continue; /* no room: the step keeps its value (a path step with 16 constants) */
+            c = s->n_consts++;
         }
         s->consts[c] = f->c;
+        s->tuned_consts &= ~(1u << c);
     }
 }
 
@@ -152,10 +161,7 @@ static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_reg
         const struct dg_kp_knob_pref *kp = &plan->knob_prefs[i];
         if (strcmp(kp->kernel, s->kernel) || strcmp(kp->entry, s->entry) || !dg_kp_knob_find(k, kp->c.name))
             continue;
-        bool set = false;
-        for (int c = 0; c < s->n_consts; c++)
-            set |= strcmp(s->consts[c].name, kp->c.name) == 0;
-        if (!set && s->n_consts < DG_KP_MAX_CONSTS)
+        if (const_index(s, kp->c.name) < 0 && s->n_consts < DG_KP_MAX_CONSTS)
             s->consts[s->n_consts++] = kp->c;
     }
 }
@@ -632,9 +638,8 @@ static void apply_tuned(const struct dg_kplan *plan, const struct dg_kp_registry
             const struct dg_kp_knob *kn = dg_kp_knob_find(k, t->knobs[j].name);
             if (!kn || kn->is_auto)
                 return;
-            for (int c = 0; c < s->n_consts; c++)
-                if (strcmp(s->consts[c].name, t->knobs[j].name) == 0)
-                    return;
+            if (const_index(s, t->knobs[j].name) >= 0)
+                return;
         }
         snprintf(s->entry, sizeof s->entry, "%s", t->entry);
         snprintf(s->entry_src, sizeof s->entry_src, "tuner");

@@ -56,6 +56,15 @@ static void validate_path(const struct dg_kp_registry *reg, const char *id)
  * attention_fused step reading the raw q, k, v and writing the caches, the output and its scratch slots;
  * prefill keeps rope_kv and attention (one workgroup a head there); a layerPipeline that separates rope_kv from
  * attention leaves them unfused (split + combine). */
+/* the value of the step's constant `name`, or NULL */
+static const char *step_const(const struct dg_kp_step *s, const char *name)
+{
+    for (int c = 0; c < s->n_consts; c++)
+        if (!strcmp(s->consts[c].name, name))
+            return s->consts[c].value;
+    return NULL;
+}
+
 static void step_list(const struct dg_kp_section *sec, char *out, size_t n)
 {
     out[0] = 0;
@@ -99,10 +108,8 @@ DG_TEST(kpath_fused_attention_plan)
             for (int w = 0; w < st->n_weights; w++)
                 norms += !strcmp(st->weights[w].role, "q_norm") || !strcmp(st->weights[w].role, "k_norm");
             CHECK_MSG(norms == (i == 1 ? 2 : 0), "%s: %d q/k norm weights", ids[i], norms);
-            bool nsplit16 = false;
-            for (int c = 0; c < st->n_consts; c++)
-                nsplit16 |= !strcmp(st->consts[c].name, "NSPLIT") && !strcmp(st->consts[c].value, "16");
-            CHECK_MSG(nsplit16, "%s: the nvidia profile's 16 splits", ids[i]);
+            const char *nsplit = step_const(st, "NSPLIT");
+            CHECK_MSG(nsplit && !strcmp(nsplit, "16"), "%s: the nvidia profile's 16 splits", ids[i]);
         }
         dg_kp_resolved_free(&r);
         CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
@@ -397,14 +404,6 @@ DG_TEST(kpath_formulas)
  * in both the plain steps and the plan-built attention_fused; a later source replaces an earlier value;
  * names the registry does not know and values that are neither numbers nor strings are errors that name
  * the field. */
-static const char *step_const(const struct dg_kp_step *s, const char *name)
-{
-    for (int c = 0; c < s->n_consts; c++)
-        if (!strcmp(s->consts[c].name, name))
-            return s->consts[c].value;
-    return NULL;
-}
-
 DG_TEST(kpath_plan_knobs)
 {
     struct dg_kp_registry reg;

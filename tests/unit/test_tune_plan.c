@@ -122,6 +122,15 @@ DG_TEST(tune_cached_winner_in_plan)
         CHECK(!strcmp(s.entry_src, "tuner"));
         CHECK(v && !strcmp(v, "32") && tuned);
     }
+    /* a kernel plan's forced knob beats the tuner's value, which then is no longer marked the tuner's */
+    struct dg_kplan forced = plan;
+    CHECK_OK(dg_kplan_apply_json(&forced, "{\"knobs\":{\"matmul\":{\"main\":{\"WG_SIZE\":64}}}}", "cli --kernel-plan"));
+    if (q_proj(&forced, &reg, &path, false, &s)) {
+        bool tuned = true;
+        const char *v = const_of(&s, "WG_SIZE", &tuned);
+        CHECK(v && !strcmp(v, "64") && !tuned);
+        CHECK((v = const_of(&s, "ROWS_PER_WG", &tuned)) && !strcmp(v, "2") && tuned);
+    }
     if (q_proj(&plan, &reg, &path, true, &s)) /* prefill keeps the profile's tiled matmul */
         CHECK(!strcmp(s.entry, "tiled") && strcmp(s.entry_src, "tuner"));
     struct dg_kp_resolved rr;
