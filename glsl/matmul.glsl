@@ -500,6 +500,23 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #define XCO 0
 #endif
 
+// XSH: the token's x is staged once a workgroup in shared memory (scaled by the norm weight with
+// HAS_NORM_IN, whose 1 / rms the staging loop reduces too), so the segment loops read no global x and no
+// norm weights: every row group re-read both from the cache for each of its segments. The shared array
+// is swizzled (vec4 i at i ^ ((i >> 4) & 7)) so the lanes of a subgroup, whose segments are 64 bytes
+// (Q4_K) or 128 bytes (Q8_0) apart, spread over the banks. K * 4 bytes must fit the device's shared memory
+// (the tuner only proposes it where they do).
+#ifndef XSH
+#define XSH 0
+#endif
+#if XSH
+shared vec4 xsh[K / 4];
+uint xsw(uint i) { return i ^ ((i >> 4) & 7u); }
+#define XLD(i) xsh[xsw((i) - g_xb)]
+#else
+#define XLD(i) xin_ss(i)
+#endif
+
 // x of segment s (token base xb, in vec4s), in the order the segment's weights are decoded
 void load_x(uint xb, uint s, out vec4 xs[XV])
 {
@@ -507,25 +524,25 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
     // sub-block i's x starts at vec4 8i of the block; lane q takes its vec4 q
     uint b = xb + (s >> 3) * 64u + (s & 7u);
     for (uint i = 0u; i < 8u; i++)
-        xs[i] = xin_ss(b + 8u * i);
+        xs[i] = XLD(b + 8u * i);
 #elif WTYPE == DT_Q4_K
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
     for (uint i = 0u; i < 4u; i++) {
-        xs[i] = xin_ss(b + i);
-        xs[4u + i] = xin_ss(b + 8u + i);
+        xs[i] = XLD(b + i);
+        xs[4u + i] = XLD(b + 8u + i);
     }
 #elif WTYPE == DT_Q6_K
     // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
     uint t = s & 7u;
     uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
     for (uint q = 0u; q < 4u; q++) {
-        xs[2u * q] = xin_ss(b + 8u * q);
-        xs[2u * q + 1u] = xin_ss(b + 8u * q + 1u);
+        xs[2u * q] = XLD(b + 8u * q);
+        xs[2u * q + 1u] = XLD(b + 8u * q + 1u);
     }
 #else
     for (uint i = 0u; i < XV; i++)
-        xs[i] = xin_ss(xb + s * XV + i);
+        xs[i] = XLD(xb + s * XV + i);
 #endif
 }
 
@@ -668,7 +685,13 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
 #endif
 // the values each thread reduces: RPT dot products (and RPT up-projection ones with GLU), and with
 // HAS_NORM_IN the sum of squares of the x it read (a row group's threads read all of x between them)
-#define NV (NACC * RPT + HAS_NORM_IN)
+// (with XSH the staging loop reduces the sum of squares instead)
+#if HAS_NORM_IN && !XSH
+#define NORM_RED 1
+#else
+#define NORM_RED 0
+#endif
+#define NV (NACC * RPT + NORM_RED)
 shared float mred[NV * NPART];
 
 void main()
@@ -682,6 +705,23 @@ void main()
         v[i] = 0.0;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
+    float inv = 1.0;
+#if XSH
+    float ss = 0.0;
+    for (uint i = lid; i < uint(K) / 4u; i += uint(WG_SIZE)) {
+        vec4 a = X4[xb + i];
+#if HAS_NORM_IN
+        ss += dot(a, a);
+        a *= norm_w(i);
+#endif
+        xsh[xsw(i)] = a;
+    }
+#if HAS_NORM_IN
+    inv = inversesqrt(wg_sum(ss) / float(K) + float(EPS)); // wg_sum's barriers also publish xsh
+#else
+    WG_BARRIER();
+#endif
+#endif
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         vec4 xs[XV];
         load_x(xb, s, xs);
@@ -696,7 +736,7 @@ void main()
 #endif
         }
     }
-#if HAS_NORM_IN
+#if NORM_RED
     v[NV - 1] = g_ss;
 #endif
 #ifdef USE_SUBGROUP_REDUCE
@@ -732,7 +772,9 @@ void main()
 #endif
     if (l == 0u) {
         // x / rms(x) * w: the norm weight was applied as x was loaded, the 1 / rms here (it is linear)
-        float inv = HAS_NORM_IN != 0 ? inversesqrt(v[NV - 1] / float(K) + float(EPS)) : 1.0;
+#if NORM_RED
+        inv = inversesqrt(v[NV - 1] / float(K) + float(EPS));
+#endif
         for (uint r = 0u; r < uint(RPT); r++)
             if (lr0 + r < u_nrows) {
 #if GLU

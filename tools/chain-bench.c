@@ -142,19 +142,36 @@ int main(int argc, char **argv)
         {"f16 q 2048x2048 norm", DG_DT_F16, 2048, 2048, 0, 1},
         {"f16 gate_up 8192x2048 norm", DG_DT_F16, 8192, 2048, 1, 1},
         {"f16 down 2048x8192 acc", DG_DT_F16, 2048, 8192, 0, 0},
+        /* Llama-3.1-8B: large enough that the GEMVs should be bandwidth-bound, not launch-bound */
+        {"q4k q 4096x4096 norm", DG_DT_Q4_K, 4096, 4096, 0, 1},
+        {"q4k gate_up 14336x4096 norm", DG_DT_Q4_K, 14336, 4096, 1, 1},
+        {"q6k down 4096x14336 acc", DG_DT_Q6_K, 4096, 14336, 0, 0},
+        {"q4k down 4096x14336 acc", DG_DT_Q4_K, 4096, 14336, 0, 0},
     };
     static const int cfg[][3] = {{64, 1, 1}, {64, 2, 1}, {64, 2, 2}, {128, 1, 1}, {128, 2, 1}, {128, 2, 2},
                                  {128, 4, 2}, {256, 1, 1}, {256, 2, 1}, {256, 4, 1}, {256, 4, 2}, {256, 8, 2},
                                  {256, 8, 1}, {512, 4, 1}, {512, 8, 2}, {512, 2, 1}};
     static char strs[1024][6][24];
-    /* CB_FILES: comma-separated matmul.glsl variants to compare (default: matmul.glsl alone);
+    /* CB_FILES: comma-separated matmul.glsl variants to compare (default: matmul.glsl alone), each a file
+     * name with optional knobs after colons (matmul.glsl:XSH=1:XCO=1);
      * CB_CFGS: WG/ROWS_PER_WG/RPT list (default: the 16 above) */
-    char files[8][64];
-    int nfiles = 0;
+    char files[8][64], vlabel[8][64], vdefs[8][4][2][24];
+    int nfiles = 0, nvdef[8] = {0};
     const char *fe = getenv("CB_FILES") ? getenv("CB_FILES") : "matmul.glsl";
     for (const char *p = fe; *p && nfiles < 8;) {
         size_t n = strcspn(p, ",");
-        snprintf(files[nfiles++], 64, "%.*s", (int)n, p);
+        snprintf(vlabel[nfiles], 64, "%.*s", (int)n, p);
+        char *f = vlabel[nfiles], *colon = strchr(f, ':');
+        snprintf(files[nfiles], 64, "%.*s", colon ? (int)(colon - f) : (int)strlen(f), f);
+        for (char *q = colon; q && nvdef[nfiles] < 4; q = strchr(q + 1, ':')) {
+            char *eq = strchr(q + 1, '='), *end = strchr(q + 1, ':');
+            if (!eq || (end && eq > end))
+                break;
+            snprintf(vdefs[nfiles][nvdef[nfiles]][0], 24, "%.*s", (int)(eq - q - 1), q + 1);
+            snprintf(vdefs[nfiles][nvdef[nfiles]][1], 24, "%.*s", end ? (int)(end - eq - 1) : (int)strlen(eq + 1), eq + 1);
+            nvdef[nfiles]++;
+        }
+        nfiles++;
         p += n + (p[n] == ',');
     }
     int ucfg[32][3], ncfg = 0;
@@ -175,7 +192,7 @@ int main(int argc, char **argv)
                 char (*sv)[24] = strs[nc];
                 memset(bc, 0, sizeof *bc);
                 char *lab = malloc(160);
-                snprintf(lab, 160, "%s %d/%d/%d %.63s", shapes[si].name, ucfg[ci][0], ucfg[ci][1], ucfg[ci][2], files[un]);
+                snprintf(lab, 160, "%s %d/%d/%d %.63s", shapes[si].name, ucfg[ci][0], ucfg[ci][1], ucfg[ci][2], vlabel[un]);
                 bc->label = lab;
                 bc->file = files[un];
                 snprintf(sv[0], 24, "%d", ucfg[ci][0]);
@@ -197,6 +214,8 @@ int main(int argc, char **argv)
                     bc->defs[nd][0] = "HAS_NORM_IN", bc->defs[nd++][1] = "1";
                 else
                     bc->defs[nd][0] = "ACCUMULATE", bc->defs[nd++][1] = "1";
+                for (int vd = 0; vd < nvdef[un] && nd < 11; vd++)
+                    bc->defs[nd][0] = vdefs[un][vd][0], bc->defs[nd++][1] = vdefs[un][vd][1];
                 bc->groups = (unsigned)((shapes[si].n + ucfg[ci][1] - 1) / ucfg[ci][1]);
                 bc->dtype = shapes[si].dt;
                 bc->n = shapes[si].n;

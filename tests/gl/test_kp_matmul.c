@@ -22,15 +22,19 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
-/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO). The first is the registry default;
- * the others put several rows on each thread (RPT) with fewer and with more threads per row than K has
- * segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered.
- * The last three take Q4_K's x-coalesced segment order (XCO; the other formats ignore it, so only Q4_K
- * runs them) through the same three cases. */
-static const char *const shapes[][4] = {{"64", "4", "1", "0"}, {"64", "4", "2", "0"}, {"32", "8", "4", "0"},
-                                        {"128", "4", "4", "0"}, {"64", "4", "2", "1"}, {"32", "8", "4", "1"},
-                                        {"128", "4", "4", "1"}};
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO, XSH). The first is the registry
+ * default; the others put several rows on each thread (RPT) with fewer and with more threads per row than
+ * K has segments, so both the idle-thread and the multi-pass loops and a partial last row group are
+ * covered. Those from FIRST_XCO_SHAPE take Q4_K's x-coalesced segment order (XCO; the other formats
+ * ignore it, so only Q4_K runs them) through the same three cases; those from FIRST_XSH_SHAPE stage x in
+ * shared memory (XSH), the last with XCO as well. */
+static const char *const shapes[][5] = {{"64", "4", "1", "0", "0"},  {"64", "4", "2", "0", "0"},
+                                        {"32", "8", "4", "0", "0"},  {"128", "4", "4", "0", "0"},
+                                        {"64", "4", "2", "1", "0"},  {"32", "8", "4", "1", "0"},
+                                        {"128", "4", "4", "1", "0"}, {"64", "4", "2", "0", "1"},
+                                        {"128", "4", "4", "0", "1"}, {"32", "8", "4", "1", "1"}};
 #define FIRST_XCO_SHAPE 4
+#define FIRST_XSH_SHAPE 7
 
 /* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
@@ -55,7 +59,7 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
      * types share the generic chunk path: the default shape and one with several rows a thread */
     bool own = dt == DG_DT_F16 || dt == DG_DT_Q8_0 || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K;
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
-        if ((own || i == 0 || i == 2) && (i < FIRST_XCO_SHAPE || dt == DG_DT_Q4_K))
+        if ((own || i == 0 || i == 2 || i == FIRST_XSH_SHAPE) && (shapes[i][3][0] == '0' || dt == DG_DT_Q4_K))
             one_shape(gl, dt, entry_def, N, glu, i, 0);
 }
 
@@ -98,7 +102,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
     snprintf(ns, sizeof ns, "%d", N + (int)row0);
     snprintf(wts, sizeof wts, "%d", (int)dt);
     snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
-    struct dg_define d[14] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
+    struct dg_define d[16] = {{"N", ns}, {"K", "512"}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"GLU", glu ? "1" : "0"},
                               {"ACT", "1"}};
     int nd = 6;
     if (norm) {
@@ -118,6 +122,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"ROWS_PER_WG", shapes[shape][1]};
         d[nd++] = (struct dg_define){"RPT", shapes[shape][2]};
         d[nd++] = (struct dg_define){"XCO", shapes[shape][3]};
+        d[nd++] = (struct dg_define){"XSH", shapes[shape][4]};
     }
     unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
@@ -151,11 +156,11 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             int o = t * (N + (int)row0) + (int)row0 + n;
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
-    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s, XCO %s) N=%d glu=%d norm=%d: worst %g (max %g)",
+    CHECK_MSG(worst / mx < 1e-4, "%s %s (WG %s, %s rows, RPT %s, XCO %s, XSH %s) N=%d glu=%d norm=%d: worst %g (max %g)",
               dg_dtype_info(dt)->name, entry_def ? entry_def : "main",
               row ? row_shapes[shape][0] : entry_def ? "-" : shapes[shape][0], entry_def ? "-" : shapes[shape][1],
-              row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], entry_def ? "-" : shapes[shape][3], N,
-              glu, norm, worst, mx);
+              row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], entry_def ? "-" : shapes[shape][3],
+              entry_def ? "-" : shapes[shape][4], N, glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -198,6 +203,11 @@ DG_TEST(kp_matmul_norm_in)
                     one_shape(gl, dts[i], entries[e], 5, norm == 1, 2, norm);
                 if (!entries[e] && dts[i] == DG_DT_Q4_K) /* main, the x-coalesced order: 64 x 4 rows, RPT 2 */
                     one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_XCO_SHAPE, norm);
+                if (!entries[e]) { /* main, x staged in shared memory: 64 x 4 rows, RPT 2; and with XCO */
+                    one_shape(gl, dts[i], entries[e], 5, norm == 1, FIRST_XSH_SHAPE, norm);
+                    if (dts[i] == DG_DT_Q4_K)
+                        one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_XSH_SHAPE + 2, norm);
+                }
             }
 }
 
