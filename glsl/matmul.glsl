@@ -457,7 +457,8 @@ void main()
 // threads; each thread walks the row's 32-weight segments l, l + TPR, ... and applies each x segment it
 // loaded to its RPT rows, so x is read from cache once per RPT rows (at 4.5 bits a weight, reading x
 // as f32 for every row costs 7x the weight bytes in L1 traffic and was what bounded the old kernel).
-// Q4_K, Q6_K and Q8_0 decode a segment with whole-word loads and fold the block minimum / offset into
+// Q4_K, Q6_K and Q8_0 (GGUF blocks or the split layout) decode a segment with whole-word loads and fold
+// the block minimum / offset into
 // one product with the sum of the segment's x (sum (d*q - m) x = d sum q x - m sum x).
 #ifndef RPT
 #define RPT 1
@@ -479,7 +480,7 @@ uint wu(uint sel, uint i) { return W1[i]; }
 // the word at byte offset 4*wi + sh/8 (sh 0 or 16), from two aligned loads, without a branch
 uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u - sh)); }
 
-#if WTYPE == DT_Q4_K || WTYPE == DT_Q6_K || WTYPE == DT_Q8_0
+#if WTYPE == DT_Q4_K || WTYPE == DT_Q6_K || WTYPE == DT_Q8_0 || WTYPE == DT_Q6_K_SPLIT || WTYPE == DT_Q8_0_SPLIT
 #define SEGW 32u
 #else
 #define SEGW uint(WCH)
@@ -532,7 +533,7 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
         xs[i] = XLD(b + i);
         xs[4u + i] = XLD(b + 8u + i);
     }
-#elif WTYPE == DT_Q6_K
+#elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
     // half hh, l = 8g .. 8g + 7: the four runs of 8 at +0, +32, +64, +96
     uint t = s & 7u;
     uint b = xb + (s >> 3) * 64u + (t >> 2) * 32u + (t & 3u) * 2u;
@@ -592,21 +593,12 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     }
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
-#elif WTYPE == DT_Q6_K
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+#elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
+// Segment t = s % 8 of a Q6_K block: half hh = t / 4 and l = 8g .. 8g + 7 (g = t % 4) of each of its four
+// runs of 32. A: its ql bytes of runs 0 and 2 (low and high nibbles), C: those of runs 1 and 3, H: the 2-bit
+// qh of all four, S0 / S1: the half's 8 int8 scales (byte g / 2 of each pair is this segment's).
+float q6_segdot(uvec2 A, uvec2 C, uvec2 H, uint S0, uint S1, uint g, float d, vec4 xs[XV], vec4 xsum[2])
 {
-    uint b = rb + (s >> 3) * 210u, t = s & 7u, hh = t >> 2, g = t & 3u;
-    uint sh = (b & 3u) * 8u, bw = b >> 2; // the block's word and byte shift (blocks are 2-byte aligned)
-    uint la = bw + hh * 16u + g * 2u, lb = la + 8u, qh = bw + 32u + hh * 8u + g * 2u, sw = bw + 48u + hh * 2u;
-    uint a0 = wu(sel, la), a1 = wu(sel, la + 1u), a2 = wu(sel, la + 2u);
-    uint c0 = wu(sel, lb), c1 = wu(sel, lb + 1u), c2 = wu(sel, lb + 2u);
-    uint h0 = wu(sel, qh), h1 = wu(sel, qh + 1u), h2 = wu(sel, qh + 2u);
-    uint s0 = wu(sel, sw), s1 = wu(sel, sw + 1u), s2 = wu(sel, sw + 2u);
-    uint dw = wu(sel, bw + 52u), dw2 = wu(sel, bw + 53u);
-    float d = unpackHalf2x16(funnel(dw, dw2, sh)).x;
-    uvec2 A = uvec2(funnel(a0, a1, sh), funnel(a1, a2, sh)), C = uvec2(funnel(c0, c1, sh), funnel(c1, c2, sh));
-    uvec2 H = uvec2(funnel(h0, h1, sh), funnel(h1, h2, sh));
-    uint S0 = funnel(s0, s1, sh), S1 = funnel(s1, s2, sh);
     uint is = (g >> 1) * 8u; // scale byte is (0 or 1) of each group of two
     vec4 sc = vec4(float(int(S0 << (24u - is)) >> 24), float(int(S0 << (8u - is)) >> 24),
                    float(int(S1 << (24u - is)) >> 24), float(int(S1 << (8u - is)) >> 24));
@@ -621,6 +613,37 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     }
     return d * dot(sc, acc - 32.0 * xsum[0]);
 }
+#if WTYPE == DT_Q6_K
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+{
+    uint b = rb + (s >> 3) * 210u, t = s & 7u, hh = t >> 2, g = t & 3u;
+    uint sh = (b & 3u) * 8u, bw = b >> 2; // the block's word and byte shift (blocks are 2-byte aligned)
+    uint la = bw + hh * 16u + g * 2u, lb = la + 8u, qh = bw + 32u + hh * 8u + g * 2u, sw = bw + 48u + hh * 2u;
+    uint a0 = wu(sel, la), a1 = wu(sel, la + 1u), a2 = wu(sel, la + 2u);
+    uint c0 = wu(sel, lb), c1 = wu(sel, lb + 1u), c2 = wu(sel, lb + 2u);
+    uint h0 = wu(sel, qh), h1 = wu(sel, qh + 1u), h2 = wu(sel, qh + 2u);
+    uint s0 = wu(sel, sw), s1 = wu(sel, sw + 1u), s2 = wu(sel, sw + 2u);
+    uint dw = wu(sel, bw + 52u), dw2 = wu(sel, bw + 53u);
+    float d = unpackHalf2x16(funnel(dw, dw2, sh)).x;
+    uvec2 A = uvec2(funnel(a0, a1, sh), funnel(a1, a2, sh)), C = uvec2(funnel(c0, c1, sh), funnel(c1, c2, sh));
+    uvec2 H = uvec2(funnel(h0, h1, sh), funnel(h1, h2, sh));
+    return q6_segdot(A, C, H, funnel(s0, s1, sh), funnel(s1, s2, sh), g, d, xs, xsum);
+}
+#else
+// The split layout (wdecode.inc.glsl): every load an aligned uvec4, of which a segment uses one half (its
+// neighbour g ^ 1 the other) for the ql and qh runs, and one word pair of the scales
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+{
+    uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u;
+    uint g0 = (rb >> 4) + (blk >> 3) * 105u, sb = blk & 7u, base = g0 + 1u + sb * 13u, half4 = hh * 4u + (g >> 1);
+    uvec4 dv = wvec(sel, g0), qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
+    uvec4 qh = wvec(sel, base + 8u + hh * 2u + (g >> 1)), sc4 = wvec(sel, base + 12u);
+    float d = unpackHalf2x16(dv[sb >> 1])[sb & 1u];
+    bool odd = (g & 1u) != 0u;
+    return q6_segdot(odd ? qa.zw : qa.xy, odd ? qc.zw : qc.xy, odd ? qh.zw : qh.xy, sc4[hh * 2u], sc4[hh * 2u + 1u], g,
+                     d, xs, xsum);
+}
+#endif
 #elif WTYPE == DT_Q8_0
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
@@ -634,6 +657,20 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
         uint w = funnel(prev, nx, sh);
         prev = nx;
         acc += dot(vec4(ivec4(uvec4(w) << uvec4(24u, 16u, 8u, 0u)) >> 24), xs[k]);
+    }
+    return d * acc;
+}
+#elif WTYPE == DT_Q8_0_SPLIT
+// the split layout: the group's 8 scales in one uvec4, the block's 32 quants in two
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+{
+    uint g = (rb >> 4) + (s >> 3) * 17u, j = s & 7u;
+    float d = unpackHalf2x16(wvec(sel, g)[j >> 1])[j & 1u];
+    uvec4 q0 = wvec(sel, g + 1u + 2u * j), q1 = wvec(sel, g + 2u + 2u * j);
+    float acc = 0.0;
+    for (uint k = 0u; k < 4u; k++) {
+        acc += dot(vec4(ivec4(uvec4(q0[k]) << uvec4(24u, 16u, 8u, 0u)) >> 24), xs[k]);
+        acc += dot(vec4(ivec4(uvec4(q1[k]) << uvec4(24u, 16u, 8u, 0u)) >> 24), xs[4u + k]);
     }
     return d * acc;
 }
@@ -660,7 +697,7 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
     xsum[1] = vec4(dot(xs[4], one), dot(xs[5], one), dot(xs[6], one), dot(xs[7], one));
 #elif WTYPE == DT_Q4_K
     xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
-#elif WTYPE == DT_Q6_K
+#elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
     xsum[0] = vec4(dot(xs[0] + xs[1], vec4(1.0)), dot(xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5], vec4(1.0)),
                    dot(xs[6] + xs[7], vec4(1.0)));
 #else

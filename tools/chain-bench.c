@@ -29,6 +29,19 @@
 #include "gl/gl.h"
 #include "model/dtype.h"
 #include "model/quant.h"
+#include "pipe/split_blocks.h"
+
+/* A shape's dtype is a dg_dtype or a split-layout WTYPE code (DG_WTYPE_*_SPLIT: the same quantization,
+ * repacked as the executor uploads it for kernels that want it) */
+static enum dg_dtype base_dtype(int dt)
+{
+    return dt == DG_WTYPE_Q8_0_SPLIT ? DG_DT_Q8_0 : dt == DG_WTYPE_Q6_K_SPLIT ? DG_DT_Q6_K : (enum dg_dtype)dt;
+}
+static uint64_t row_bytes(int dt, uint64_t k)
+{
+    return base_dtype(dt) != (enum dg_dtype)dt ? dg_split_blocks_row_bytes(base_dtype(dt), k)
+                                               : dg_dtype_row_bytes((enum dg_dtype)dt, k);
+}
 
 static double now_us(void)
 {
@@ -66,7 +79,7 @@ static struct dg_buffer *weights(struct dg_gl *gl, int dt, long n, long k, int c
     for (int i = 0; i < nc; i++)
         if (cache[i].dt == dt && cache[i].n == n && cache[i].k == k && cache[i].copy == copy)
             return cache[i].b;
-    uint64_t rb = dg_dtype_row_bytes((enum dg_dtype)dt, (uint64_t)k), bytes = rb * (uint64_t)n;
+    uint64_t rb = dg_dtype_row_bytes(base_dtype(dt), (uint64_t)k), bytes = rb * (uint64_t)n;
     uint8_t *q = NULL;
     for (int i = 0; i < nh; i++)
         if (host[i].dt == dt && host[i].n == n && host[i].k == k)
@@ -80,19 +93,29 @@ static struct dg_buffer *weights(struct dg_gl *gl, int dt, long n, long k, int c
             long rows = n - r0 < 64 ? n - r0 : 64;
             for (long i = 0; i < rows * k; i++)
                 w[i] = rnd();
-            if (dt == DG_DT_F16) {
+            if (base_dtype(dt) == DG_DT_F16) {
                 uint16_t *h = (uint16_t *)(q + rb * (uint64_t)r0);
                 for (long i = 0; i < rows * k; i++)
                     h[i] = 0x3000; /* 0.125: the values do not change the time */
-            } else if (dg_quantize_rows((enum dg_dtype)dt, w, q + rb * (uint64_t)r0, (uint64_t)rows, (uint64_t)k, 1)) {
+            } else if (dg_quantize_rows(base_dtype(dt), w, q + rb * (uint64_t)r0, (uint64_t)rows, (uint64_t)k, 1)) {
                 fprintf(stderr, "quantize: %s\n", dg_last_error());
                 return NULL;
             }
         }
         free(w);
+        if (base_dtype(dt) != (enum dg_dtype)dt) {
+            uint64_t srb = row_bytes(dt, (uint64_t)k);
+            uint8_t *sp = calloc(1, srb * (uint64_t)n + 32);
+            if (!sp)
+                return NULL;
+            dg_split_blocks_repack(base_dtype(dt), q, sp, (uint64_t)n, (uint64_t)k);
+            free(q);
+            q = sp;
+        }
         host[nh].dt = dt, host[nh].n = n, host[nh].k = k, host[nh].q = q;
         nh++;
     }
+    bytes = row_bytes(dt, (uint64_t)k) * (uint64_t)n;
     struct dg_buffer *b = NULL;
     if (dg_buffer_alloc(gl, (bytes + 31) / 16 * 16 + 16, NULL, &b) || dg_buffer_upload(gl, b, 0, bytes, q)) {
         fprintf(stderr, "upload: %s\n", dg_last_error());
@@ -139,6 +162,11 @@ int main(int argc, char **argv)
         {"q6k down 2048x8192 acc", DG_DT_Q6_K, 2048, 8192, 0, 0},
         {"q4k down 2048x8192 acc", DG_DT_Q4_K, 2048, 8192, 0, 0},
         {"q6k lm_head 128256x2048 norm", DG_DT_Q6_K, 128256, 2048, 0, 1},
+        {"q6ks lm_head 128256x2048 norm", DG_WTYPE_Q6_K_SPLIT, 128256, 2048, 0, 1},
+        {"q6ks down 2048x8192 acc", DG_WTYPE_Q6_K_SPLIT, 2048, 8192, 0, 0},
+        {"q6ks v 512x2048 norm", DG_WTYPE_Q6_K_SPLIT, 512, 2048, 0, 1},
+        {"q8_0 q 2048x2048 norm", DG_DT_Q8_0, 2048, 2048, 0, 1},
+        {"q8_0s q 2048x2048 norm", DG_WTYPE_Q8_0_SPLIT, 2048, 2048, 0, 1},
         {"f16 q 2048x2048 norm", DG_DT_F16, 2048, 2048, 0, 1},
         {"f16 gate_up 8192x2048 norm", DG_DT_F16, 8192, 2048, 1, 1},
         {"f16 down 2048x8192 acc", DG_DT_F16, 2048, 8192, 0, 0},
@@ -146,6 +174,7 @@ int main(int argc, char **argv)
         {"q4k q 4096x4096 norm", DG_DT_Q4_K, 4096, 4096, 0, 1},
         {"q4k gate_up 14336x4096 norm", DG_DT_Q4_K, 14336, 4096, 1, 1},
         {"q6k down 4096x14336 acc", DG_DT_Q6_K, 4096, 14336, 0, 0},
+        {"q6ks down 4096x14336 acc", DG_WTYPE_Q6_K_SPLIT, 4096, 14336, 0, 0},
         {"q4k down 4096x14336 acc", DG_DT_Q4_K, 4096, 14336, 0, 0},
     };
     static const int cfg[][3] = {{64, 1, 1}, {64, 2, 1}, {64, 2, 2}, {128, 1, 1}, {128, 2, 1}, {128, 2, 2},
@@ -250,7 +279,7 @@ int main(int argc, char **argv)
         }
         char rb[32];
         if (bc->dtype >= 0) {
-            snprintf(rb, sizeof rb, "%llu", (unsigned long long)dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k));
+            snprintf(rb, sizeof rb, "%llu", (unsigned long long)row_bytes(bc->dtype, (uint64_t)bc->k));
             d[nd++] = (struct dg_define){"WROWBYTES", rb};
         }
         GLuint prog;
@@ -265,7 +294,7 @@ int main(int argc, char **argv)
         int ncopy = 1;
         uint64_t half = 0;
         if (bc->dtype >= 0) {
-            half = dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k) * (uint64_t)bc->n;
+            half = row_bytes(bc->dtype, (uint64_t)bc->k) * (uint64_t)bc->n;
             uint64_t all = half * (glu ? 2 : 1);
             ncopy = (int)((160ull << 20) / all) + 1;
             if (ncopy > 32)
@@ -358,7 +387,7 @@ int main(int argc, char **argv)
                 err = (float)(worst / mx);
             }
         }
-        double bytes = w ? (double)dg_dtype_row_bytes((enum dg_dtype)bc->dtype, (uint64_t)bc->k) * (double)bc->n *
+        double bytes = w ? (double)row_bytes(bc->dtype, (uint64_t)bc->k) * (double)bc->n *
                                (strstr(bc->label, "gate_up") ? 2 : 1)
                          : 0;
         double t = best_gpu < 1e29 ? best_gpu : best_wall;

@@ -42,10 +42,10 @@ static bool same(const struct dg_tune_knobset *a, const struct dg_tune_knobset *
     return true;
 }
 
-/* Adds (entry, WG_SIZE=wg, n2=v2, n3=v3) unless it repeats an earlier candidate or exceeds the device;
- * n2/n3 NULL: not set (the baseline's value stays). */
-static void add3(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
-                 int v2, const char *n3, int v3)
+/* Adds (entry, WG_SIZE=wg, names[i]=vals[i] for i < n) unless it repeats an earlier candidate or exceeds
+ * the device; knobs it does not name keep the baseline's value. */
+static void addk(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg,
+                 const char *const *names, const int *vals, int n)
 {
     if (t->n_cand >= DG_TUNE_MAX_CAND || wg > caps->max_invocations || wg > caps->max_wg_size[0])
         return;
@@ -55,23 +55,19 @@ static void add3(struct dg_tune_target *t, const struct dg_gl_caps *caps, const 
     /* start from the baseline's knobs so each candidate names the same set */
     for (int i = 0; i < base->n_knobs; i++)
         ks.knobs[ks.n_knobs++] = base->knobs[i];
-    struct {
-        const char *name;
-        int v;
-    } set[3] = {{"WG_SIZE", wg}, {n2, v2}, {n3, v3}};
-    for (int s = 0; s < 3; s++) {
-        if (!set[s].name)
-            continue;
+    for (int s = -1; s < n; s++) {
+        const char *name = s < 0 ? "WG_SIZE" : names[s];
+        int v = s < 0 ? wg : vals[s];
         int j = 0;
-        while (j < ks.n_knobs && strcmp(ks.knobs[j].name, set[s].name))
+        while (j < ks.n_knobs && strcmp(ks.knobs[j].name, name))
             j++;
         if (j == ks.n_knobs) {
             if (ks.n_knobs == DG_TUNE_MAX_KNOBS)
                 return;
-            snprintf(ks.knobs[j].name, sizeof ks.knobs[j].name, "%s", set[s].name);
+            snprintf(ks.knobs[j].name, sizeof ks.knobs[j].name, "%s", name);
             ks.n_knobs++;
         }
-        snprintf(ks.knobs[j].value, sizeof ks.knobs[j].value, "%d", set[s].v);
+        snprintf(ks.knobs[j].value, sizeof ks.knobs[j].value, "%d", v);
     }
     for (int i = 0; i < t->n_cand; i++)
         if (same(&t->cand[i].ks, &ks))
@@ -79,6 +75,15 @@ static void add3(struct dg_tune_target *t, const struct dg_gl_caps *caps, const 
     struct dg_tune_candidate *c = &t->cand[t->n_cand++];
     memset(c, 0, sizeof *c);
     c->ks = ks;
+}
+
+/* (entry, WG_SIZE=wg, n2=v2, n3=v3); n2/n3 NULL: not set */
+static void add3(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
+                 int v2, const char *n3, int v3)
+{
+    const char *names[2] = {n2, n3};
+    int vals[2] = {v2, v3};
+    addk(t, caps, entry, wg, names, vals, n2 ? (n3 ? 2 : 1) : 0);
 }
 
 static void add(struct dg_tune_target *t, const struct dg_gl_caps *caps, const char *entry, int wg, const char *n2,
@@ -97,6 +102,11 @@ static void base_knob(const struct dg_tune_target *t, const char *name, int *v)
             *v = x;
     }
 }
+
+/* XSH candidates: (WG_SIZE, ROWS_PER_WG, RPT). The slack is the shared memory of the kernel's reductions
+ * (a few hundred bytes to 2 KiB at the largest workgroups). */
+#define XSH_SHAPES {{64, 2, 2}, {128, 4, 2}, {256, 8, 2}}
+#define XSH_SHARED_SLACK 4096
 
 void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps *caps, struct dg_tune_target *out)
 {
@@ -138,6 +148,18 @@ void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps 
              * formats, which would only time the baseline again) */
             if (!strncmp(t->shape, "q4_k ", 5))
                 add(out, caps, "main", wg0, "XCO", 1);
+            /* x staged in shared memory (XSH), where the token's K floats fit beside the reduction's
+             * arrays: at the shapes above that are XSH_SHAPES_MEASURED */
+            long n_rows = 0, kdim = 0;
+            if (sscanf(t->shape, "%*s %ldx%ld", &n_rows, &kdim) == 2 && kdim > 0 &&
+                kdim * 4 + XSH_SHARED_SLACK <= (long)caps->max_shared_memory) {
+                static const int xsh[][3] = XSH_SHAPES;
+                static const char *const names[] = {"ROWS_PER_WG", "RPT", "XSH"};
+                for (size_t i = 0; i < sizeof xsh / sizeof xsh[0]; i++) {
+                    int vals[3] = {xsh[i][1], xsh[i][2], 1};
+                    addk(out, caps, "main", xsh[i][0], names, vals, 3);
+                }
+            }
             add(out, caps, "row", 64, NULL, 0);
             add(out, caps, "row", 128, NULL, 0);
         }

@@ -23,7 +23,8 @@ struct layout_run {
 };
 
 static bool setup(struct dg_gl *gl, struct layout_run *r, int wtype, uint64_t rowbytes, const void *w, int64_t N,
-                  int64_t K, const float *x, const char *entry, const char *wg, const char *rows_per_wg)
+                  int64_t K, const float *x, const char *entry, const char *wg, const char *rows_per_wg,
+                  const char *rpt)
 {
     char ns[24], ks[24], wts[8], rbs[24];
     snprintf(ns, sizeof ns, "%lld", (long long)N);
@@ -37,6 +38,7 @@ static bool setup(struct dg_gl *gl, struct layout_run *r, int wtype, uint64_t ro
     else {
         d[nd++] = (struct dg_define){"WG_SIZE", wg};
         d[nd++] = (struct dg_define){"ROWS_PER_WG", rows_per_wg};
+        d[nd++] = (struct dg_define){"RPT", rpt};
     }
     memset(r, 0, sizeof *r);
     uint32_t ubo[4] = {0, 1, 0, 0};
@@ -117,13 +119,15 @@ static bool make_case(enum dg_dtype dt, int64_t N, int64_t K, uint8_t **gguf, ui
     return ok && *srb % 16 == 0 && (nb % 8 || *srb == *rb);
 }
 
-/* Runs one layout once at N x K and compares with the reference. */
+/* Runs one layout once at N x K (the main entry with WG_SIZE wg, ROWS_PER_WG rows, RPT rpt) and compares
+ * with the reference. */
 static void check_layout(struct dg_gl *gl, int wtype, const uint8_t *w, uint64_t rb, int64_t N, int64_t K,
-                         const float *x, const double *ref, const char *entry, const char *what)
+                         const float *x, const double *ref, const char *entry, const char *const shape[3],
+                         const char *what)
 {
     struct layout_run r;
     float *y = malloc((size_t)N * 4);
-    if (!setup(gl, &r, wtype, rb, w, N, K, x, entry, "64", "4") || !dispatch(gl, &r, N, what, 0) ||
+    if (!setup(gl, &r, wtype, rb, w, N, K, x, entry, shape[0], shape[1], shape[2]) || !dispatch(gl, &r, N, what, 0) ||
         dg_buffer_download(gl, r.y, 0, (uint64_t)N * 4, y) != DG_OK) {
         CHECK_MSG(0, "%s: %s", what, dg_last_error());
     } else {
@@ -164,7 +168,7 @@ static void bench(struct dg_gl *gl, enum dg_dtype dt, int split_code, const char
             snprintf(label, sizeof label, "%s %s %s", dg_dtype_info(dt)->name, l ? "split" : "gguf",
                      entries[e] ? "GEMV_ROW" : "main");
             struct layout_run r;
-            if (!setup(gl, &r, l ? split_code : (int)dt, l ? srb : rb, l ? split : gguf, N, K, x, entries[e], wg, rows)) {
+            if (!setup(gl, &r, l ? split_code : (int)dt, l ? srb : rb, l ? split : gguf, N, K, x, entries[e], wg, rows, "1")) {
                 CHECK_MSG(0, "%s: %s", label, dg_last_error());
                 release(gl, &r);
                 continue;
@@ -215,13 +219,18 @@ DG_TEST(gl_weight_layouts_split_matches_gguf)
             free(gguf), free(split), free(x), free(ref);
             continue;
         }
-        for (int e = 0; e < 2; e++) {
-            const char *entry = e ? "GEMV_ROW" : NULL;
-            char what[64];
-            snprintf(what, sizeof what, "%s K %lld gguf %s", dg_dtype_info(dt)->name, (long long)K, e ? "GEMV_ROW" : "main");
-            check_layout(gl, (int)dt, gguf, rb, N, K, x, ref, entry, what);
-            snprintf(what, sizeof what, "%s K %lld split %s", dg_dtype_info(dt)->name, (long long)K, e ? "GEMV_ROW" : "main");
-            check_layout(gl, cases[t].code, split, srb, N, K, x, ref, entry, what);
+        /* main at the registry default, with 4 threads a row walking many segments (RPT 4) and with 128
+         * threads a row, more than K = 704 has segments; then GEMV_ROW */
+        static const char *const shapes[][3] = {{"64", "4", "1"}, {"32", "8", "4"}, {"128", "2", "2"}, {"-", "-", "-"}};
+        for (int e = 0; e < 4; e++) {
+            const char *entry = e == 3 ? "GEMV_ROW" : NULL;
+            char what[96];
+            snprintf(what, sizeof what, "%s K %lld gguf %s %s/%s/%s", dg_dtype_info(dt)->name, (long long)K,
+                     entry ? entry : "main", shapes[e][0], shapes[e][1], shapes[e][2]);
+            check_layout(gl, (int)dt, gguf, rb, N, K, x, ref, entry, shapes[e], what);
+            snprintf(what, sizeof what, "%s K %lld split %s %s/%s/%s", dg_dtype_info(dt)->name, (long long)K,
+                     entry ? entry : "main", shapes[e][0], shapes[e][1], shapes[e][2]);
+            check_layout(gl, cases[t].code, split, srb, N, K, x, ref, entry, shapes[e], what);
         }
         free(gguf), free(split), free(x), free(ref);
     }

@@ -208,3 +208,52 @@ restore:
         unsetenv("XDG_CACHE_HOME");
     }
 }
+
+/* The tuner's GEMV candidates on a GPU: x staged in shared memory (XSH) is proposed only where the token's
+ * K floats fit the device's shared memory (K = 4096 in 48 KiB, not K = 14336), never on a software device
+ * (whose candidate set is kept small); no two candidates are the same and the list stays in bounds. */
+static int count_xsh(const struct dg_tune_target *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->n_cand; i++)
+        for (int k = 0; k < t->cand[i].ks.n_knobs; k++)
+            if (!strcmp(t->cand[i].ks.knobs[k].name, "XSH") && !strcmp(t->cand[i].ks.knobs[k].value, "1"))
+                n++;
+    return n;
+}
+
+DG_TEST(tune_candidates_xsh_fit_shared_memory)
+{
+    struct dg_gl_caps gpu = {0}, sw = {0};
+    gpu.max_invocations = 1024, gpu.max_wg_size[0] = 1024, gpu.max_shared_memory = 49152, gpu.subgroup = true;
+    sw = gpu;
+    sw.is_software = true;
+    struct dg_tune_target base = {0}, out;
+    snprintf(base.kernel, sizeof base.kernel, "ffn_gate_up");
+    snprintf(base.cand[0].ks.entry, sizeof base.cand[0].ks.entry, "main");
+    base.cand[0].ks.n_knobs = 2;
+    snprintf(base.cand[0].ks.knobs[0].name, sizeof base.cand[0].ks.knobs[0].name, "WG_SIZE");
+    snprintf(base.cand[0].ks.knobs[0].value, sizeof base.cand[0].ks.knobs[0].value, "256");
+    snprintf(base.cand[0].ks.knobs[1].name, sizeof base.cand[0].ks.knobs[1].name, "ROWS_PER_WG");
+    snprintf(base.cand[0].ks.knobs[1].value, sizeof base.cand[0].ks.knobs[1].value, "8");
+    base.n_cand = 1;
+
+    snprintf(base.shape, sizeof base.shape, "q4_k 14336x4096");
+    dg_tune_candidates(&base, &gpu, &out);
+    CHECK(out.n_cand > 10 && out.n_cand <= DG_TUNE_MAX_CAND);
+    CHECK_MSG(count_xsh(&out) >= 2, "%d XSH candidates for K 4096", count_xsh(&out));
+    for (int i = 0; i < out.n_cand; i++)
+        for (int j = 0; j < i; j++) {
+            bool same = !strcmp(out.cand[i].ks.entry, out.cand[j].ks.entry) && out.cand[i].ks.n_knobs == out.cand[j].ks.n_knobs;
+            for (int k = 0; same && k < out.cand[i].ks.n_knobs; k++)
+                same = !strcmp(out.cand[i].ks.knobs[k].name, out.cand[j].ks.knobs[k].name) &&
+                       !strcmp(out.cand[i].ks.knobs[k].value, out.cand[j].ks.knobs[k].value);
+            CHECK_MSG(!same, "candidates %d and %d are the same", i, j);
+        }
+    snprintf(base.shape, sizeof base.shape, "q6_k 4096x14336");
+    dg_tune_candidates(&base, &gpu, &out);
+    CHECK_MSG(count_xsh(&out) == 0, "K 14336 (56 KiB of x) in 48 KiB: %d XSH candidates", count_xsh(&out));
+    snprintf(base.shape, sizeof base.shape, "q4_k 14336x4096");
+    dg_tune_candidates(&base, &sw, &out);
+    CHECK(count_xsh(&out) == 0);
+}
