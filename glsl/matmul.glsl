@@ -363,7 +363,9 @@ float rowblk(uint sel, uint rb, uint b, uint xv)
 {
     float acc = 0.0;
     uint g = (rb >> 4) + (b >> 3) * 105u, sb = b & 7u;
-    float d = unpackHalf2x16(wvec(sel, g)[sb >> 1])[sb & 1u];
+    uvec4 dv = wvec(sel, g); // components by selects: no run-time vector index (see the main entry)
+    vec2 dd = unpackHalf2x16(sb < 4u ? (sb < 2u ? dv.x : dv.y) : (sb < 6u ? dv.z : dv.w));
+    float d = (sb & 1u) != 0u ? dd.y : dd.x;
     uint base = g + 1u + sb * 13u; // ql: 8 uvec4, qh: 4, scales: 1
     uvec4 scv = wvec(sel, base + 12u);
     for (uint n = 0u; n < 2u; n++) { // halves of 128: ql[64n ..], qh[32n ..], scales[8n ..]
@@ -505,9 +507,19 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 // HAS_NORM_IN, whose 1 / rms the staging loop reduces too), so the segment loops read no global x and no
 // norm weights: every row group re-read both from the cache for each of its segments. The shared array
 // is swizzled (vec4 i at i ^ ((i >> 4) & 7)) so the lanes of a subgroup, whose segments are 64 bytes
-// (Q4_K) or 128 bytes (Q8_0) apart, spread over the banks. K * 4 bytes must fit the device's shared memory
-// (the tuner only proposes it where they do).
+// (Q4_K) or 128 bytes (Q8_0) apart, spread over the banks. Where K * 4 bytes and the reductions' arrays
+// would not fit the device's shared memory (MAX_SHARED_BYTES, from the program preamble) the kernel
+// reads x from global memory as without XSH, so a profile can ask for it whatever the model's width.
+// Measured on the H200 (tools/chain-bench.c): it helps the steps with a fused norm on quantized weights
+// (the norm weight loads go too), not the ACCUMULATE projections nor F16.
 #ifndef XSH
+#define XSH 0
+#endif
+#ifndef MAX_SHARED_BYTES
+#define MAX_SHARED_BYTES 16384 // GLES 3.1's minimum
+#endif
+#if XSH && (K * 4 + 4096) > MAX_SHARED_BYTES
+#undef XSH
 #define XSH 0
 #endif
 #if XSH
@@ -636,12 +648,15 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u;
     uint g0 = (rb >> 4) + (blk >> 3) * 105u, sb = blk & 7u, base = g0 + 1u + sb * 13u, half4 = hh * 4u + (g >> 1);
-    uvec4 dv = wvec(sel, g0), qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
+    uvec4 qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
     uvec4 qh = wvec(sel, base + 8u + hh * 2u + (g >> 1)), sc4 = wvec(sel, base + 12u);
-    float d = unpackHalf2x16(dv[sb >> 1])[sb & 1u];
+    // components picked by selects: a vector indexed by a run-time value went through local memory on
+    // the H200 (3x slower than the GGUF decode); d is one word load of the group's scale vector
+    vec2 dd = unpackHalf2x16(wu(sel, 4u * g0 + (sb >> 1)));
+    float d = (sb & 1u) != 0u ? dd.y : dd.x;
     bool odd = (g & 1u) != 0u;
-    return q6_segdot(odd ? qa.zw : qa.xy, odd ? qc.zw : qc.xy, odd ? qh.zw : qh.xy, sc4[hh * 2u], sc4[hh * 2u + 1u], g,
-                     d, xs, xsum);
+    uvec2 sc = hh != 0u ? sc4.zw : sc4.xy;
+    return q6_segdot(odd ? qa.zw : qa.xy, odd ? qc.zw : qc.xy, odd ? qh.zw : qh.xy, sc.x, sc.y, g, d, xs, xsum);
 }
 #endif
 #elif WTYPE == DT_Q8_0
@@ -665,7 +680,8 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
     uint g = (rb >> 4) + (s >> 3) * 17u, j = s & 7u;
-    float d = unpackHalf2x16(wvec(sel, g)[j >> 1])[j & 1u];
+    vec2 dd = unpackHalf2x16(wu(sel, 4u * g + (j >> 1))); // a word load and a select, as for Q6_K above
+    float d = (j & 1u) != 0u ? dd.y : dd.x;
     uvec4 q0 = wvec(sel, g + 1u + 2u * j), q1 = wvec(sel, g + 2u + 2u * j);
     float acc = 0.0;
     for (uint k = 0u; k < 4u; k++) {

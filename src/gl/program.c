@@ -335,6 +335,8 @@ static dg_status build_source(struct dg_gl *gl, const char *file, const struct d
             }
         sb_printf(src, "#define HAS_SUBGROUP 1\n#define SUBGROUP_SIZE %u\n", c->subgroup_size);
     }
+    /* kernels with an optional shared-memory variant (matmul's XSH) fall back where it would not fit */
+    sb_printf(src, "#define MAX_SHARED_BYTES %d\n", c->max_shared_memory);
     for (int i = 0; i < n_defs; i++)
         sb_printf(src, "#define %s %s\n", sorted[i].name, sorted[i].value ? sorted[i].value : "");
     sb_printf(src, "#line 2 0\n");

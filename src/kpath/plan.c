@@ -247,6 +247,11 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * were slower (register pressure). */
         add_knob_pref(plan, "matmul", "main", "RPT", "2");
         add_knob_pref(plan, "ffn_gate_up", "main", "RPT", "2");
+        /* x staged once a workgroup in shared memory (XSH) for gate/up, whose fused norm then reads no
+         * norm weights per row group: H200 bench tg128 -r 3 (2026-12-02, untuned, same run): 1B Q4_K_M
+         * 680 -> 719 tok/s, 8B Q4_K_M 170 -> 171; on the q/k/v/o/down projections as well 688 (the
+         * ACCUMULATE projections are slower with it, tools/chain-bench.c), so only here */
+        add_knob_pref(plan, "ffn_gate_up", "main", "XSH", "1");
         add_knob_pref(plan, "add_rmsnorm", "main", "WG_SIZE", "256");
         /* One 1024-invocation workgroup reads a 128k vocabulary in a few microseconds; the 64-wide
          * default took 200 us a token on the H100 (8% of a Llama-3.2-1B decode token). */

@@ -103,9 +103,10 @@ static void base_knob(const struct dg_tune_target *t, const char *name, int *v)
     }
 }
 
-/* XSH candidates: (WG_SIZE, ROWS_PER_WG, RPT). The slack is the shared memory of the kernel's reductions
- * (a few hundred bytes to 2 KiB at the largest workgroups). */
-#define XSH_SHAPES {{64, 2, 2}, {128, 4, 2}, {256, 8, 2}}
+/* XSH candidates: (WG_SIZE, ROWS_PER_WG, RPT), the shapes where x in shared memory won on the H200
+ * (tools/chain-bench.c). The slack is the shared memory of the kernel's reductions (a few hundred bytes to
+ * 2 KiB at the largest workgroups), as the kernel's own fallback test (glsl/matmul.glsl) counts it. */
+#define XSH_SHAPES {{128, 4, 2}, {256, 8, 2}, {256, 4, 1}}
 #define XSH_SHARED_SLACK 4096
 
 void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps *caps, struct dg_tune_target *out)
@@ -148,15 +149,19 @@ void dg_tune_candidates(const struct dg_tune_target *t, const struct dg_gl_caps 
              * formats, which would only time the baseline again) */
             if (!strncmp(t->shape, "q4_k ", 5))
                 add(out, caps, "main", wg0, "XCO", 1);
-            /* x staged in shared memory (XSH), where the token's K floats fit beside the reduction's
-             * arrays: at the shapes above that are XSH_SHAPES_MEASURED */
+            /* x staged in shared memory (XSH) toggled against the baseline (every candidate above keeps
+             * the baseline's XSH), where the token's K floats fit beside the reductions' arrays: at the
+             * baseline's shape and at XSH_SHAPES */
             long n_rows = 0, kdim = 0;
+            int xsh0 = 0;
+            base_knob(t, "XSH", &xsh0);
             if (sscanf(t->shape, "%*s %ldx%ld", &n_rows, &kdim) == 2 && kdim > 0 &&
                 kdim * 4 + XSH_SHARED_SLACK <= (long)caps->max_shared_memory) {
                 static const int xsh[][3] = XSH_SHAPES;
                 static const char *const names[] = {"ROWS_PER_WG", "RPT", "XSH"};
+                add(out, caps, "main", wg0, "XSH", !xsh0);
                 for (size_t i = 0; i < sizeof xsh / sizeof xsh[0]; i++) {
-                    int vals[3] = {xsh[i][1], xsh[i][2], 1};
+                    int vals[3] = {xsh[i][1], xsh[i][2], !xsh0};
                     addk(out, caps, "main", xsh[i][0], names, vals, 3);
                 }
             }

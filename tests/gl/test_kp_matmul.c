@@ -290,3 +290,21 @@ DG_TEST(kp_matmul_tiled_rb_tiles)
     rb_tiles(gl, DG_DT_Q6_K, 0, 1);
     rb_tiles(gl, DG_DT_Q8_0, 1, 0);
 }
+
+/* XSH where the token's x would not fit the device's shared memory: the kernel must still build (it reads
+ * x from global memory instead; without the fallback the link fails for lack of shared memory, as it did
+ * on the H200 at K = 14336). K is chosen past this device's limit. */
+DG_TEST(kp_matmul_xsh_beyond_shared_memory_builds)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    int k = (dg_gl_caps(gl)->max_shared_memory / 4 + 256) / 256 * 256;
+    char ks[16], rbs[24], wts[8];
+    snprintf(ks, sizeof ks, "%d", k);
+    snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)dg_dtype_row_bytes(DG_DT_Q4_K, (uint64_t)k));
+    snprintf(wts, sizeof wts, "%d", (int)DG_DT_Q4_K);
+    struct dg_define d[] = {{"N", "64"}, {"K", ks}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"XSH", "1"}, {"HAS_NORM_IN", "1"}};
+    GLuint prog = 0;
+    CHECK_MSG(dg_gl_program(gl, "matmul.glsl", d, 6, &prog) == DG_OK, "K %d: %s", k, dg_last_error());
+}

@@ -209,18 +209,20 @@ restore:
     }
 }
 
-/* The tuner's GEMV candidates on a GPU: x staged in shared memory (XSH) is proposed only where the token's
- * K floats fit the device's shared memory (K = 4096 in 48 KiB, not K = 14336), never on a software device
- * (whose candidate set is kept small); no two candidates are the same and the list stays in bounds. */
-static int count_xsh(const struct dg_tune_target *t)
+/* The tuner's GEMV candidates on a GPU: x staged in shared memory (XSH) toggled against the baseline is
+ * proposed only where the token's K floats fit the device's shared memory (K = 4096 in 48 KiB, not
+ * K = 14336), never on a software device (whose candidate set is kept small); no two candidates are the
+ * same and the list stays in bounds. */
+static int count_xsh_is(const struct dg_tune_target *t, const char *v)
 {
     int n = 0;
     for (int i = 0; i < t->n_cand; i++)
         for (int k = 0; k < t->cand[i].ks.n_knobs; k++)
-            if (!strcmp(t->cand[i].ks.knobs[k].name, "XSH") && !strcmp(t->cand[i].ks.knobs[k].value, "1"))
+            if (!strcmp(t->cand[i].ks.knobs[k].name, "XSH") && !strcmp(t->cand[i].ks.knobs[k].value, v))
                 n++;
     return n;
 }
+static int count_xsh(const struct dg_tune_target *t) { return count_xsh_is(t, "1"); }
 
 DG_TEST(tune_candidates_xsh_fit_shared_memory)
 {
@@ -256,4 +258,10 @@ DG_TEST(tune_candidates_xsh_fit_shared_memory)
     snprintf(base.shape, sizeof base.shape, "q4_k 14336x4096");
     dg_tune_candidates(&base, &sw, &out);
     CHECK(count_xsh(&out) == 0);
+    /* a baseline that stages x (a profile's preference): the tuner tries it off too */
+    base.cand[0].ks.n_knobs = 3;
+    snprintf(base.cand[0].ks.knobs[2].name, sizeof base.cand[0].ks.knobs[2].name, "XSH");
+    snprintf(base.cand[0].ks.knobs[2].value, sizeof base.cand[0].ks.knobs[2].value, "1");
+    dg_tune_candidates(&base, &gpu, &out);
+    CHECK_MSG(count_xsh_is(&out, "0") >= 2, "%d candidates without XSH", count_xsh_is(&out, "0"));
 }
