@@ -1,6 +1,7 @@
 /* test_split_blocks.c: the executor's split-layout upload (pipe/split_blocks.c) against its GGUF-byte
  * upload, end to end. The fixture sotu-6m.Q4_K_M.gguf runs through the llvmpipe profile, whose decode GEMV
- * (matmul/ffn_gate_up "row") asks for the split layout, which that file needs for both types: Q6_K (the
+ * (matmul/ffn_gate_up "row") asks for the split layout, and through the nvidia one (the "main" entry, which
+ * asks for it as well), which that file needs for both types: Q6_K (the
  * embedding / tied LM head, one block a row) and Q8_0 (some layers' FFN down projection, whose 704
  * columns end in a short group of 6 blocks). It runs twice on the same tokens, split and with
  * gguf_blocks: prefill of 16 tokens, then 8 decode steps. The decoders give the same weights; the Q8_0
@@ -21,7 +22,8 @@
 #define SB_PROMPT 16
 #define SB_TOKENS 24
 
-static dg_status run(struct dg_gl *gl, const struct dg_model *m, bool gguf_blocks, float *logits, uint64_t *wbytes)
+static dg_status run(struct dg_gl *gl, const struct dg_model *m, const char *profile, bool gguf_blocks, float *logits,
+                     uint64_t *wbytes)
 {
     const struct dg_kp_registry *rg = conf_registry();
     if (!rg)
@@ -31,7 +33,7 @@ static dg_status run(struct dg_gl *gl, const struct dg_model *m, bool gguf_block
     struct dg_kplan plan;
     dg_kplan_init(&plan);
     struct dg_kpath p;
-    dg_status st = dg_kplan_apply_profile(&plan, "llvmpipe");
+    dg_status st = dg_kplan_apply_profile(&plan, profile);
     if (!st)
         st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), &p);
     if (st)
@@ -58,7 +60,7 @@ static dg_status run(struct dg_gl *gl, const struct dg_model *m, bool gguf_block
 }
 
 /* one file is enough: it holds both split types (a second, the Q8_0 file, took 2 minutes under ASan) */
-static void check_file(const char *name)
+static void check_file(const char *name, const char *profile)
 {
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
@@ -74,13 +76,14 @@ static void check_file(const char *name)
     uint64_t wa = 0, wb = 0;
     CHECK(a && b);
     if (a && b) {
-        CHECK_OK(run(gl, &m, false, a, &wa));
-        CHECK_OK(run(gl, &m, true, b, &wb));
+        CHECK_OK(run(gl, &m, profile, false, a, &wa));
+        CHECK_OK(run(gl, &m, profile, true, b, &wb));
     }
     if (!dg_test_failed()) {
         int row;
         double w = conf_worst(a, b, SB_TOKENS, m.hp.vocab, &row);
-        CHECK_MSG(w <= 1e-4, "%s: split vs GGUF-byte logits differ by %.3g relative at token %d", name, w, row);
+        CHECK_MSG(w <= 1e-4, "%s (%s): split vs GGUF-byte logits differ by %.3g relative at token %d", name, profile, w,
+                  row);
         CHECK_MSG(wa > wb, "%s: split weights %llu bytes, GGUF %llu: the split layout was not used", name,
                   (unsigned long long)wa, (unsigned long long)wb);
     }
@@ -89,4 +92,7 @@ static void check_file(const char *name)
     dg_model_close(&m);
 }
 
-DG_TEST(conf_split_blocks_sotu_6m_q4_k_m) { check_file("sotu-6m.Q4_K_M"); }
+DG_TEST(conf_split_blocks_sotu_6m_q4_k_m) { check_file("sotu-6m.Q4_K_M", "llvmpipe"); }
+/* the nvidia profile's decode GEMV is the main entry, whose split decoders (matmul.glsl segdot) differ from
+ * its GGUF ones; its Q8_0 sums are reordered too (the two halves of a block interleaved), same bound */
+DG_TEST(conf_split_blocks_sotu_6m_q4_k_m_nvidia) { check_file("sotu-6m.Q4_K_M", "nvidia"); }
