@@ -963,8 +963,8 @@ static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, i
 /* True when a decode step runs a kernel entry that reads Q8_0 / Q6_K fastest in the split layout (the
  * registry's "splitBlocks", set on the one-row-per-invocation GEMV: measured 3-6x faster on llvmpipe,
  * docs/FORMAT.md; and on the workgroup GEMV "main": H200 tg128 on the Llama-3.2-1B Q4_K_M shape 710 ->
- * 741 tok/s, the Q6_K LM head 191 -> 151 us). Weights are uploaded once for both phases, so the decode GEMV decides; every kernel
- * with a WTYPE knob reads both layouts through glsl/wdecode.inc.glsl. */
+ * 741 tok/s, the Q6_K LM head 191 -> 151 us). Weights are uploaded once for both phases, so the decode
+ * GEMV decides; every kernel with a WTYPE knob reads both layouts through glsl/wdecode.inc.glsl. */
 static bool decode_wants_split_blocks(const struct dg_kplan *plan, const struct dg_kp_registry *reg,
                                       const struct dg_kpath *path)
 {
