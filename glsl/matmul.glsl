@@ -8,7 +8,7 @@
 // MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
 // shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
-// the SSBO size limit); output row = u_row0 + local row.
+// the SSBO size limit); output row = u_row0 + local row. 2 u_t0: the first token row (main and row).
 // HAS_NORM_IN: the RMS norm that produces x is fused in: the kernel reads x as x * w (GEMMA: * (1 + w))
 // and scales by 1 / rms(x), which it reduces itself (main: alongside the dot products; row: once per
 // workgroup; both apply it to the dot products at the end; prefill: per token before the tiles), so a
@@ -86,6 +86,9 @@ layout(std430, binding = 7) writeonly buffer Y3b { float Y3[]; };
 #endif
 layout(location = 0) uniform uint u_row0;
 layout(location = 1) uniform uint u_nrows;
+// the decode GEMVs (main, row): token row of x and y they compute is u_t0 + the workgroup's y (0 in
+// decode; a prefill pass that needs only its last token's logits runs the decode LM head at row T - 1)
+layout(location = 2) uniform uint u_t0;
 
 #define NCH (uint(K) / uint(WCH))
 
@@ -404,7 +407,7 @@ float rowblk(uint sel, uint rb, uint b, uint xv)
 // norm weights, outnumber the weight loads of a 32-weight chunk).
 void main()
 {
-    uint t = gl_WorkGroupID.y;
+    uint t = gl_WorkGroupID.y + u_t0;
     uint lr0 = gl_WorkGroupID.x * uint(WG_SIZE * RPT) + gl_LocalInvocationID.x;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
@@ -768,7 +771,7 @@ void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint g = lid / uint(TPR), l = lid % uint(TPR);
-    uint t = gl_WorkGroupID.y;
+    uint t = gl_WorkGroupID.y + u_t0;
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
     float inv = 1.0;

@@ -51,6 +51,8 @@ int sbyte(uint w, uint i) { return int(w << (24u - 8u * i)) >> 24; } // signed b
 // 158 -> 147 us, Q4_K gate/up with XSH 47.3 -> 43.5 us (the conversion of a byte field can take its byte
 // straight from the word).
 vec4 ubytes(uint w) { return vec4(float(w & 255u), float((w >> 8) & 255u), float((w >> 16) & 255u), float(w >> 24)); }
+// the four signed bytes of w as floats: b ^ 0x80 is b + 128 in two's complement
+vec4 sbytes(uint w) { return ubytes(w ^ 0x80808080u) - 128.0; }
 
 // The 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes in h.y, h.z, h.w, shared by Q4_K
 // and Q5_K (GGUF get_scale_min_k4).
@@ -101,9 +103,9 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint b = rowbyte + c * 34u;
     float d = whalf(sel, b);
     for (uint j = 0u; j < 8u; j++) {
-        uint q = wword_at(sel, b + 2u + 4u * j);
+        vec4 q = sbytes(wword_at(sel, b + 2u + 4u * j));
         for (uint i = 0u; i < 4u; i++)
-            w[4u * j + i] = d * float(sbyte(q, i));
+            w[4u * j + i] = d * q[i];
     }
 }
 #elif WTYPE == DT_Q4_0
@@ -193,9 +195,11 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint shift = (sb & 1u) * 4u;
     for (uint v = 0u; v < 2u; v++) {
         uvec4 q = wvec(sel, qv + v);
-        for (uint k = 0u; k < 4u; k++)
+        for (uint k = 0u; k < 4u; k++) {
+            vec4 f = ubytes((q[k] >> shift) & 0x0F0F0F0Fu);
             for (uint i = 0u; i < 4u; i++)
-                w[v * 16u + k * 4u + i] = d1 * float((q[k] >> (8u * i + shift)) & 0xfu) - m1;
+                w[v * 16u + k * 4u + i] = d1 * f[i] - m1;
+        }
     }
 }
 #elif WTYPE == DT_Q5_K
@@ -240,12 +244,9 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint nsh = (qq >> 1) * 4u, hsh = qq * 2u;
     for (uint j = 0u; j < 8u; j++) {
         uint lw = wword_at(sel, ql0 + 4u * j), hw = wword_at(sel, qh0 + 4u * j);
-        for (uint i = 0u; i < 4u; i++) {
-            uint l = 4u * j + i;
-            uint lo = (lw >> (8u * i + nsh)) & 0xfu;
-            uint hi = (hw >> (8u * i + hsh)) & 3u;
-            w[l] = (l < 16u ? s0 : s1) * float(int(lo | (hi << 4)) - 32);
-        }
+        vec4 f = ubytes(((lw >> nsh) & 0x0F0F0F0Fu) | (((hw >> hsh) & 0x03030303u) << 4)) - 32.0;
+        for (uint i = 0u; i < 4u; i++)
+            w[4u * j + i] = (j < 4u ? s0 : s1) * f[i];
     }
 }
 #elif WTYPE == DT_Q8_0_SPLIT
@@ -259,11 +260,13 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint g = (rowbyte >> 4) + (c >> 3) * 17u, j = c & 7u;
     float d = unpackHalf2x16(wvec(sel, g)[j >> 1])[j & 1u];
     uvec4 q0 = wvec(sel, g + 1u + 2u * j), q1 = wvec(sel, g + 2u + 2u * j);
-    for (uint k = 0u; k < 4u; k++)
+    for (uint k = 0u; k < 4u; k++) {
+        vec4 a = sbytes(q0[k]), b = sbytes(q1[k]);
         for (uint i = 0u; i < 4u; i++) {
-            w[4u * k + i] = d * float(sbyte(q0[k], i));
-            w[16u + 4u * k + i] = d * float(sbyte(q1[k], i));
+            w[4u * k + i] = d * a[i];
+            w[16u + 4u * k + i] = d * b[i];
         }
+    }
 }
 #elif WTYPE == DT_Q6_K_SPLIT
 #define WCH 32
@@ -285,12 +288,9 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uvec4 l0 = wvec(sel, ql0), l1 = wvec(sel, ql0 + 1u), h0 = wvec(sel, qh0), h1 = wvec(sel, qh0 + 1u);
     for (uint j = 0u; j < 8u; j++) {
         uint lw = j < 4u ? l0[j] : l1[j - 4u], hw = j < 4u ? h0[j] : h1[j - 4u];
-        for (uint i = 0u; i < 4u; i++) {
-            uint l = 4u * j + i;
-            uint lo = (lw >> (8u * i + nsh)) & 0xfu;
-            uint hi = (hw >> (8u * i + hsh)) & 3u;
-            w[l] = (l < 16u ? s0 : s1) * float(int(lo | (hi << 4)) - 32);
-        }
+        vec4 f = ubytes(((lw >> nsh) & 0x0F0F0F0Fu) | (((hw >> hsh) & 0x03030303u) << 4)) - 32.0;
+        for (uint i = 0u; i < 4u; i++)
+            w[4u * j + i] = (j < 4u ? s0 : s1) * f[i];
     }
 }
 #elif WTYPE == DT_MXFP4

@@ -61,6 +61,7 @@ struct disp {
     struct bindrec b[DG_KP_MAX_BINDINGS];
     int nb;
     GLint loc_row0, loc_nrows;
+    GLint loc_t0; /* u_t0 (matmul's decode GEMVs: the token row they read and write), -1 without */
     uint32_t row0, nrows;
     bool barrier;
     GLuint groups[3];
@@ -99,6 +100,12 @@ struct dg_exec {
     int rope_half;
     struct dg_buffer *ubo;
     struct phase ph[2]; /* 0 decode, 1 prefill */
+    /* The decode list's LM head dispatches (one per row range), replayed in a prefill pass whose logits
+     * nobody reads back in place of the prefill's: only the last token's row is then computed (its
+     * sampling reads nothing else), a GEMV instead of a vocabulary-wide GEMM over every prompt token.
+     * lm_first / lm_count: where the prefill list's own LM head dispatches are. */
+    struct phase lm_last;
+    int lm_first, lm_count;
     uint64_t weight_bytes, kv_bytes, slot_bytes;
     int last_T_ids;
     uint64_t submit_ns, submit_passes; /* CPU time issuing decode passes (the replay loop), and their count */
@@ -722,6 +729,7 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
     d.layer = layer;
     d.loc_row0 = glGetUniformLocation(d.prog, "u_row0");
     d.loc_nrows = glGetUniformLocation(d.prog, "u_nrows");
+    d.loc_t0 = glGetUniformLocation(d.prog, "u_t0");
 
     /* hazards: does this step need a barrier before it? */
     bool barrier = false;
@@ -1049,6 +1057,45 @@ static dg_status build_phase(struct dg_exec *ex, bool prefill)
     return st;
 }
 
+/* The last-row LM head of a prefill pass (struct dg_exec lm_last): a copy of the decode list's lm_head
+ * dispatches when every one of them can be pointed at a token row (u_t0) and the prefill list has its own
+ * lm_head dispatches, one block of them, to stand in for; otherwise none, and prefill keeps computing
+ * every row. */
+static dg_status build_lm_last(struct dg_exec *ex)
+{
+    const struct phase *dec = &ex->ph[0], *pre = &ex->ph[1];
+    ex->lm_first = -1;
+    ex->lm_count = 0;
+    int n_dec = 0, first = -1, count = 0;
+    for (int i = 0; i < dec->n; i++)
+        if (!strcmp(dec->d[i].op, "lm_head")) {
+            if (dec->d[i].loc_t0 < 0)
+                return DG_OK;
+            n_dec++;
+        }
+    for (int i = 0; i < pre->n; i++)
+        if (!strcmp(pre->d[i].op, "lm_head")) {
+            if (first >= 0 && i != first + count)
+                return DG_OK; /* not one block */
+            if (first < 0)
+                first = i;
+            count++;
+        }
+    if (!n_dec || first < 0)
+        return DG_OK;
+    ex->lm_last.d = calloc((size_t)n_dec, sizeof *ex->lm_last.d);
+    if (!ex->lm_last.d)
+        return dg_fail(DG_E_NOMEM, "out of memory");
+    for (int i = 0; i < dec->n; i++)
+        if (!strcmp(dec->d[i].op, "lm_head"))
+            ex->lm_last.d[ex->lm_last.n++] = dec->d[i];
+    ex->lm_last.d[0].barrier = pre->d[first].barrier;
+    ex->lm_last.cur_T = 1;
+    ex->lm_first = first;
+    ex->lm_count = count;
+    return DG_OK;
+}
+
 /* ---- create / destroy ---- */
 
 void dg_exec_destroy(struct dg_exec *ex)
@@ -1071,6 +1118,7 @@ void dg_exec_destroy(struct dg_exec *ex)
     free(ex->tensors);
     free(ex->ph[0].d);
     free(ex->ph[1].d);
+    free(ex->lm_last.d);
     free(ex);
 }
 
@@ -1171,7 +1219,7 @@ dg_status dg_exec_create(struct dg_gl *gl, const struct dg_model *m, const struc
     uint32_t ubo[4] = {0, 1, 0, 0};
     if ((st = dg_buffer_alloc(gl, sizeof ubo, ubo, &ex->ubo)))
         goto fail;
-    if ((st = build_phase(ex, false)) || (st = build_phase(ex, true)))
+    if ((st = build_phase(ex, false)) || (st = build_phase(ex, true)) || (st = build_lm_last(ex)))
         goto fail;
     if ((st = dg_gl_check("building the dispatch lists")))
         goto fail;
@@ -1196,6 +1244,59 @@ static dg_status download_rows(struct dg_exec *ex, struct slot *s, int n, float 
 {
     glMemoryBarrier(GL_BUFFER_UPDATE_BARRIER_BIT | GL_SHADER_STORAGE_BARRIER_BIT);
     return dg_buffer_download(ex->gl, s->buf, 0, (uint64_t)n * (uint64_t)s->width * 4, dst);
+}
+
+/* What the replay knows the driver holds: the program in use, each binding point's range, each
+ * program's row0 / nrows uniforms. */
+struct replay {
+    GLuint cur;
+    struct bound_range bound[REPLAY_BINDINGS];
+    struct prog_uniforms uni[REPLAY_PROGRAMS];
+    int n_uni;
+};
+
+/* Issues one dispatch of a list: its barrier, program, bindings and uniforms (those not already held). */
+static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct disp *d)
+{
+    dg_status st;
+    if (d->barrier)
+        dg_gl_barrier(ex->gl);
+    if (d->prog != rp->cur) {
+        glUseProgram(d->prog);
+        rp->cur = d->prog;
+    }
+    for (int b = 0; b < d->nb; b++) {
+        const struct bindrec *br = &d->b[b];
+        struct bound_range *h = br->binding < REPLAY_BINDINGS ? &rp->bound[br->binding] : NULL;
+        if (h && h->buf == br->buf && h->off == br->off && h->size == br->size)
+            continue;
+        if ((st = dg_buffer_bind(ex->gl, br->binding, br->buf, br->off, br->size)))
+            return st;
+        if (h) {
+            h->buf = br->buf;
+            h->off = br->off;
+            h->size = br->size;
+        }
+    }
+    if (d->loc_row0 >= 0 || d->loc_nrows >= 0) {
+        int u = 0;
+        while (u < rp->n_uni && rp->uni[u].prog != d->prog)
+            u++;
+        bool known = u < rp->n_uni;
+        if (!known && rp->n_uni < REPLAY_PROGRAMS)
+            rp->uni[rp->n_uni++] = (struct prog_uniforms){d->prog, 0, 0};
+        if (d->loc_row0 >= 0 && (!known || rp->uni[u].row0 != d->row0))
+            glUniform1ui(d->loc_row0, d->row0);
+        if (d->loc_nrows >= 0 && (!known || rp->uni[u].nrows != d->nrows))
+            glUniform1ui(d->loc_nrows, d->nrows);
+        if (u < rp->n_uni) {
+            rp->uni[u].row0 = d->row0;
+            rp->uni[u].nrows = d->nrows;
+        }
+    }
+    struct dg_dispatch_info info = {d->k->name, d->op, d->bytes};
+    dg_gl_dispatch(ex->gl, d->groups[0], d->groups[1], d->groups[2], &info);
+    return DG_OK;
 }
 
 static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden, int hid_off,
@@ -1229,57 +1330,36 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
                 return st;
         ph->cur_T = n;
     }
-    GLuint cur = 0;
     struct slot *hs = hidden ? slot_find(ex, "hidden_state") : NULL;
     /* A decode token is ~180 dispatches on a 1B model, so the CPU cost of issuing one counts (the GPU
      * can run a small dispatch in ~3 us): skip buffer bindings and uniform values the driver already
      * holds. Both caches start empty each pass because other code (the sampler, tests, another
      * executor sharing a program) binds buffers and sets uniforms between passes. */
-    struct bound_range bound[REPLAY_BINDINGS];
-    memset(bound, 0, sizeof bound);
-    struct prog_uniforms uni[REPLAY_PROGRAMS];
-    int n_uni = 0;
+    struct replay rp;
+    memset(&rp, 0, sizeof rp);
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
+    /* nobody reads this pass's logits back: its LM head computes the last token's row only */
+    bool last_row = n > 1 && !logits && !hidden && ex->lm_last.n > 0;
     for (int i = 0; i < ph->n; i++) {
+        if (last_row && i == ex->lm_first) {
+            for (int j = 0; j < ex->lm_last.n; j++) {
+                struct disp *d = &ex->lm_last.d[j];
+                if (d->prog != rp.cur) {
+                    glUseProgram(d->prog);
+                    rp.cur = d->prog;
+                }
+                glUniform1ui(d->loc_t0, (GLuint)(n - 1));
+                if ((st = replay_one(ex, &rp, d)))
+                    return st;
+                glUniform1ui(d->loc_t0, 0); /* the decode list runs the same program at row 0 */
+            }
+            i += ex->lm_count - 1;
+            continue;
+        }
         struct disp *d = &ph->d[i];
-        if (d->barrier)
-            dg_gl_barrier(ex->gl);
-        if (d->prog != cur) {
-            glUseProgram(d->prog);
-            cur = d->prog;
-        }
-        for (int b = 0; b < d->nb; b++) {
-            const struct bindrec *br = &d->b[b];
-            if (br->binding < REPLAY_BINDINGS && bound[br->binding].buf == br->buf && bound[br->binding].off == br->off &&
-                bound[br->binding].size == br->size)
-                continue;
-            if ((st = dg_buffer_bind(ex->gl, br->binding, br->buf, br->off, br->size)))
-                return st;
-            if (br->binding < REPLAY_BINDINGS) {
-                bound[br->binding].buf = br->buf;
-                bound[br->binding].off = br->off;
-                bound[br->binding].size = br->size;
-            }
-        }
-        if (d->loc_row0 >= 0 || d->loc_nrows >= 0) {
-            int u = 0;
-            while (u < n_uni && uni[u].prog != d->prog)
-                u++;
-            bool known = u < n_uni;
-            if (!known && n_uni < REPLAY_PROGRAMS)
-                uni[n_uni++] = (struct prog_uniforms){d->prog, 0, 0};
-            if (d->loc_row0 >= 0 && (!known || uni[u].row0 != d->row0))
-                glUniform1ui(d->loc_row0, d->row0);
-            if (d->loc_nrows >= 0 && (!known || uni[u].nrows != d->nrows))
-                glUniform1ui(d->loc_nrows, d->nrows);
-            if (u < n_uni) {
-                uni[u].row0 = d->row0;
-                uni[u].nrows = d->nrows;
-            }
-        }
-        struct dg_dispatch_info info = {d->k->name, d->op, d->bytes};
-        dg_gl_dispatch(ex->gl, d->groups[0], d->groups[1], d->groups[2], &info);
+        if ((st = replay_one(ex, &rp, d)))
+            return st;
         if (hidden && d->capture > 0) {
             struct slot *s = d->capture_slot ? d->capture_slot : hs;
             if (s) {

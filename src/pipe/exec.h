@@ -20,7 +20,6 @@
 struct dg_exec_options {
     int ctx;           /* context length (KV cache positions); 0 = min(max_pos, 4096) */
     int max_batch;     /* prefill tokens per pass (longer prompts run in several passes); 0 = min(ctx, 512) */
-    bool all_logits;   /* unused for now: the path's lm_head computes logits for every token of a pass */
     /* Round the rope inverse frequencies (and Gemma 3's embedding scale) to bfloat16, as transformers does
      * when a checkpoint is loaded in bf16 and its non-persistent buffers follow the model dtype: the
      * fixtures' reference logits were made that way (see ref/cpu_forward.h dg_cpu_set_bf16_buffers). */
@@ -41,7 +40,9 @@ void dg_exec_destroy(struct dg_exec *ex);
 
 /* Runs `n` tokens at the current position (one prefill pass per max_batch tokens when n > 1, the decode
  * list when n == 1) and advances the position. When `logits` is non-NULL it receives n rows of vocab
- * floats. When `hidden` is non-NULL it receives [n_layers + 1][n][hidden]: the embedding output, each
+ * floats; when both `logits` and `hidden` are NULL a prefill pass computes only its last token's logits
+ * (row n - 1 of the logits slot, the one sampling reads: the decode LM head at that row) and its other
+ * rows of the slot are stale. When `hidden` is non-NULL it receives [n_layers + 1][n][hidden]: the embedding output, each
  * layer's output, and for the last entry the final norm's output (as transformers reports them); this
  * reads back after every layer and is for debugging only. Going past the context length is an error. */
 dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden);
