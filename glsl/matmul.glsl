@@ -506,6 +506,21 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #define XCO 0
 #endif
 
+// Q4P (Q4_K only, not with XCO): a segment is a whole sub-block pair (64 weights: both uvec4 of its 32
+// quant bytes under one scale decode), so a thread's loads are 32 bytes, not 16, and the header and the
+// scales are read and decoded once per 64 weights.
+#ifndef Q4P
+#define Q4P 0
+#endif
+#if Q4P && (WTYPE != DT_Q4_K || XCO)
+#undef Q4P
+#define Q4P 0
+#endif
+#if Q4P
+#undef SEGW
+#define SEGW 64u
+#endif
+
 // XSH: the token's x is staged once a workgroup in shared memory (scaled by the norm weight with
 // HAS_NORM_IN, whose 1 / rms the staging loop reduces too), so the segment loops read no global x and no
 // norm weights: every row group re-read both from the cache for each of its segments. The shared array
@@ -541,6 +556,11 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
     uint b = xb + (s >> 3) * 64u + (s & 7u);
     for (uint i = 0u; i < 8u; i++)
         xs[i] = XLD(b + 8u * i);
+#elif WTYPE == DT_Q4_K && Q4P
+    // sub-block pair j = s % 4: sub-block 2j's 32 x, then 2j + 1's
+    uint b = xb + (s >> 2) * 64u + (s & 3u) * 16u;
+    for (uint i = 0u; i < 16u; i++)
+        xs[i] = XLD(b + i);
 #elif WTYPE == DT_Q4_K
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
@@ -586,8 +606,13 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 #elif WTYPE == DT_Q4_K
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
+#if Q4P
+    uint blk = (rb >> 4) + (s >> 2) * 9u, j = s & 3u;
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + 2u * j), q1 = wvec(sel, blk + 2u + 2u * j);
+#else
     uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
     uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
+#endif
     vec2 dm = unpackHalf2x16(h.x);
     // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
     uint b0 = 16u * (j & 1u);
@@ -602,8 +627,13 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     float sl = 0.0, sh = 0.0;
     for (uint k = 0u; k < 4u; k++) { // a word's 8 nibbles masked in place, its bytes then floats (ubytes)
         uint lo = q[k] & 0x0F0F0F0Fu, hi = (q[k] >> 4) & 0x0F0F0F0Fu;
+#if Q4P
+        sl += dot(ubytes(lo), xs[k]) + dot(ubytes(q1[k] & 0x0F0F0F0Fu), xs[4u + k]);
+        sh += dot(ubytes(hi), xs[8u + k]) + dot(ubytes((q1[k] >> 4) & 0x0F0F0F0Fu), xs[12u + k]);
+#else
         sl += dot(ubytes(lo), xs[k]);
         sh += dot(ubytes(hi), xs[4u + k]);
+#endif
     }
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
@@ -714,6 +744,9 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
     const vec4 one = vec4(1.0);
     xsum[0] = vec4(dot(xs[0], one), dot(xs[1], one), dot(xs[2], one), dot(xs[3], one));
     xsum[1] = vec4(dot(xs[4], one), dot(xs[5], one), dot(xs[6], one), dot(xs[7], one));
+#elif WTYPE == DT_Q4_K && Q4P
+    xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)),
+                   dot(xs[8] + xs[9] + xs[10] + xs[11] + xs[12] + xs[13] + xs[14] + xs[15], vec4(1.0)), 0.0, 0.0);
 #elif WTYPE == DT_Q4_K
     xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
