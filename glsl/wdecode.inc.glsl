@@ -53,6 +53,11 @@ int sbyte(uint w, uint i) { return int(w << (24u - 8u * i)) >> 24; } // signed b
 vec4 ubytes(uint w) { return vec4(float(w & 255u), float((w >> 8) & 255u), float((w >> 16) & 255u), float(w >> 24)); }
 // the four signed bytes of w as floats: b ^ 0x80 is b + 128 in two's complement
 vec4 sbytes(uint w) { return ubytes(w ^ 0x80808080u) - 128.0; }
+// four Q6_K quants minus 32: the nibbles of ql word lw at shift nsh, the 2-bit highs of qh word hw at hsh
+vec4 q6_quads(uint lw, uint hw, uint nsh, uint hsh)
+{
+    return ubytes(((lw >> nsh) & 0x0F0F0F0Fu) | (((hw >> hsh) & 0x03030303u) << 4)) - 32.0;
+}
 
 // The 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes in h.y, h.z, h.w, shared by Q4_K
 // and Q5_K (GGUF get_scale_min_k4).
@@ -244,7 +249,7 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uint nsh = (qq >> 1) * 4u, hsh = qq * 2u;
     for (uint j = 0u; j < 8u; j++) {
         uint lw = wword_at(sel, ql0 + 4u * j), hw = wword_at(sel, qh0 + 4u * j);
-        vec4 f = ubytes(((lw >> nsh) & 0x0F0F0F0Fu) | (((hw >> hsh) & 0x03030303u) << 4)) - 32.0;
+        vec4 f = q6_quads(lw, hw, nsh, hsh);
         for (uint i = 0u; i < 4u; i++)
             w[4u * j + i] = (j < 4u ? s0 : s1) * f[i];
     }
@@ -288,7 +293,7 @@ void wchunk(uint sel, uint rowbyte, uint c, out float w[WCH])
     uvec4 l0 = wvec(sel, ql0), l1 = wvec(sel, ql0 + 1u), h0 = wvec(sel, qh0), h1 = wvec(sel, qh0 + 1u);
     for (uint j = 0u; j < 8u; j++) {
         uint lw = j < 4u ? l0[j] : l1[j - 4u], hw = j < 4u ? h0[j] : h1[j - 4u];
-        vec4 f = ubytes(((lw >> nsh) & 0x0F0F0F0Fu) | (((hw >> hsh) & 0x03030303u) << 4)) - 32.0;
+        vec4 f = q6_quads(lw, hw, nsh, hsh);
         for (uint i = 0u; i < 4u; i++)
             w[4u * j + i] = (j < 4u ? s0 : s1) * f[i];
     }

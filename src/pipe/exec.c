@@ -1090,7 +1090,6 @@ static dg_status build_lm_last(struct dg_exec *ex)
         if (!strcmp(dec->d[i].op, "lm_head"))
             ex->lm_last.d[ex->lm_last.n++] = dec->d[i];
     ex->lm_last.d[0].barrier = pre->d[first].barrier;
-    ex->lm_last.cur_T = 1;
     ex->lm_first = first;
     ex->lm_count = count;
     return DG_OK;
@@ -1255,8 +1254,10 @@ struct replay {
     int n_uni;
 };
 
-/* Issues one dispatch of a list: its barrier, program, bindings and uniforms (those not already held). */
-static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct disp *d)
+/* Issues one dispatch of a list: its barrier, program, bindings and uniforms (those not already held).
+ * t0 > 0: the dispatch computes token row t0 (u_t0), which is set back to 0 after it, since the decode
+ * list runs the same program at row 0. */
+static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct disp *d, GLuint t0)
 {
     dg_status st;
     if (d->barrier)
@@ -1265,6 +1266,8 @@ static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct 
         glUseProgram(d->prog);
         rp->cur = d->prog;
     }
+    if (t0)
+        glUniform1ui(d->loc_t0, t0);
     for (int b = 0; b < d->nb; b++) {
         const struct bindrec *br = &d->b[b];
         struct bound_range *h = br->binding < REPLAY_BINDINGS ? &rp->bound[br->binding] : NULL;
@@ -1296,6 +1299,8 @@ static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct 
     }
     struct dg_dispatch_info info = {d->k->name, d->op, d->bytes};
     dg_gl_dispatch(ex->gl, d->groups[0], d->groups[1], d->groups[2], &info);
+    if (t0)
+        glUniform1ui(d->loc_t0, 0);
     return DG_OK;
 }
 
@@ -1343,22 +1348,14 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
     bool last_row = n > 1 && !logits && !hidden && ex->lm_last.n > 0;
     for (int i = 0; i < ph->n; i++) {
         if (last_row && i == ex->lm_first) {
-            for (int j = 0; j < ex->lm_last.n; j++) {
-                struct disp *d = &ex->lm_last.d[j];
-                if (d->prog != rp.cur) {
-                    glUseProgram(d->prog);
-                    rp.cur = d->prog;
-                }
-                glUniform1ui(d->loc_t0, (GLuint)(n - 1));
-                if ((st = replay_one(ex, &rp, d)))
+            for (int j = 0; j < ex->lm_last.n; j++)
+                if ((st = replay_one(ex, &rp, &ex->lm_last.d[j], (GLuint)(n - 1))))
                     return st;
-                glUniform1ui(d->loc_t0, 0); /* the decode list runs the same program at row 0 */
-            }
             i += ex->lm_count - 1;
             continue;
         }
         struct disp *d = &ph->d[i];
-        if ((st = replay_one(ex, &rp, d)))
+        if ((st = replay_one(ex, &rp, d, 0)))
             return st;
         if (hidden && d->capture > 0) {
             struct slot *s = d->capture_slot ? d->capture_slot : hs;
