@@ -521,6 +521,22 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #define SEGW 64u
 #endif
 
+// FBITS (Q4_K, Q6_K): quants become floats by bits, not by conversion instructions (int-to-float is a
+// quarter-rate instruction on NVIDIA, and the 8B GEMVs are arithmetic-bound: a load-only kernel read 2x
+// faster). A quant q shifted into the mantissa under exponent 0 reads as 1 + q * 2^-p: one shift and one
+// and-or a quant, and the "1 +" is folded into the sum of x the segment has anyway
+// (sum (1 + q 2^-p) x = sum x + 2^-p sum q x). Q4_K: byte i of a word shifted by 15 - 8i puts its low
+// nibble at mantissa bits 15-18 (p = 8) and its high nibble at 19-22 (p = 4), one shift for both. Q6_K:
+// byte i's 6 bits at 17-22 (p = 6). The rounding of 1 + q 2^-p products costs at most 2^-24 / 2^-8 of a
+// sum's magnitude relative (about 1e-5 for the low nibbles), below the f16 scales' own rounding.
+// Measured on the H200 (bench-results/2026-12-02-nvidia-h200-chain-bench-fbits-*.txt, ...-fbits-e2e.txt):
+// no faster on its own (8B gate/up 47.0 -> 48.6 us with XSH, the Q6_K LM head 146 -> 156 us; tg128 1B
+// 796 -> 773 tok/s), so the conversion was not what bound the arithmetic; with Q4P and 16 rows for gate/up
+// 43.2 -> 41.1 us, yet end to end no better than 16 rows alone (8B 201.6 / 202.2 tok/s). Off by default.
+#ifndef FBITS
+#define FBITS 0
+#endif
+
 // XSH: the token's x is staged once a workgroup in shared memory (scaled by the norm weight with
 // HAS_NORM_IN, whose 1 / rms the staging loop reduces too), so the segment loops read no global x and no
 // norm weights: every row group re-read both from the cache for each of its segments. The shared array
@@ -624,6 +640,22 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     uint sc1 = lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4);
     uint m0 = lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4);
     uint m1 = lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4);
+#if FBITS
+    // the pair's nibbles as 1 + q/256 (low) and 1 + q/16 (high); the sums of x they carry come off below
+    vec4 al = vec4(0.0), ah = vec4(0.0);
+#if Q4P
+    for (uint k = 0u; k < 8u; k++) {
+        uint w = k < 4u ? q[k] : q1[k - 4u]; // word k of the pair: low nibbles x vec4 k, high k + 8
+#else
+    for (uint k = 0u; k < 4u; k++) {
+        uint w = q[k]; // low nibbles x vec4 k, high k + 4
+#endif
+        uvec4 v = uvec4(w << 15, w << 7, w >> 1, w >> 9);
+        al += uintBitsToFloat((v & 0x00078000u) | 0x3F800000u) * xs[k];
+        ah += uintBitsToFloat((v & 0x00780000u) | 0x3F800000u) * xs[k + XV / 2u];
+    }
+    float sl = 256.0 * (dot(al, vec4(1.0)) - xsum[0].x), sh = 16.0 * (dot(ah, vec4(1.0)) - xsum[0].y);
+#else
     float sl = 0.0, sh = 0.0;
     for (uint k = 0u; k < 4u; k++) { // a word's 8 nibbles masked in place, its bytes then floats (ubytes)
         uint lo = q[k] & 0x0F0F0F0Fu, hi = (q[k] >> 4) & 0x0F0F0F0Fu;
@@ -635,9 +667,18 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
         sh += dot(ubytes(hi), xs[4u + k]);
 #endif
     }
+#endif
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
+#if FBITS
+// the four 6-bit quants of r (one a byte) as 1 + q / 64 (FBITS above)
+vec4 q6_fbits(uint r)
+{
+    uvec4 v = uvec4(r << 17, r << 9, r << 1, r >> 7);
+    return uintBitsToFloat((v & 0x007E0000u) | 0x3F800000u);
+}
+#endif
 // Segment t = s % 8 of a Q6_K block: half hh = t / 4 and l = 8g .. 8g + 7 (g = t % 4) of each of its four
 // runs of 32. A: its ql bytes of runs 0 and 2 (low and high nibbles), C: those of runs 1 and 3, H: the 2-bit
 // qh of all four, S0 / S1: the half's 8 int8 scales (byte g / 2 of each pair is this segment's).
@@ -651,12 +692,23 @@ float q6_segdot(uvec2 A, uvec2 C, uvec2 H, uint S0, uint S1, uint g, float d, ve
         uint a = A[k], c = C[k], hq = H[k];
         uint r0 = (a & 0x0F0F0F0Fu) | ((hq & 0x03030303u) << 4), r1 = (c & 0x0F0F0F0Fu) | ((hq & 0x0C0C0C0Cu) << 2);
         uint r2 = ((a >> 4) & 0x0F0F0F0Fu) | (hq & 0x30303030u), r3 = ((c >> 4) & 0x0F0F0F0Fu) | ((hq >> 2) & 0x30303030u);
+#if FBITS
+        acc.x += dot(q6_fbits(r0), xs[k]);
+        acc.y += dot(q6_fbits(r1), xs[2u + k]);
+        acc.z += dot(q6_fbits(r2), xs[4u + k]);
+        acc.w += dot(q6_fbits(r3), xs[6u + k]);
+#else
         acc.x += dot(ubytes(r0), xs[k]);
         acc.y += dot(ubytes(r1), xs[2u + k]);
         acc.z += dot(ubytes(r2), xs[4u + k]);
         acc.w += dot(ubytes(r3), xs[6u + k]);
+#endif
     }
+#if FBITS
+    return d * dot(sc, 64.0 * acc - 96.0 * xsum[0]); // acc = sum x + sum q x / 64; the quants are q - 32
+#else
     return d * dot(sc, acc - 32.0 * xsum[0]);
+#endif
 }
 #if WTYPE == DT_Q6_K
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
