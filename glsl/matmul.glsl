@@ -522,8 +522,8 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #endif
 
 // FBITS (Q4_K, Q6_K): quants become floats by bits, not by conversion instructions (int-to-float is a
-// quarter-rate instruction on NVIDIA, and the 8B GEMVs are arithmetic-bound: a load-only kernel read 2x
-// faster). A quant q shifted into the mantissa under exponent 0 reads as 1 + q * 2^-p: one shift and one
+// quarter-rate instruction on NVIDIA; tried because a load-only kernel read the 8B GEMVs' bytes 2x
+// faster than the decoding one). A quant q shifted into the mantissa under exponent 0 reads as 1 + q * 2^-p: one shift and one
 // and-or a quant, and the "1 +" is folded into the sum of x the segment has anyway
 // (sum (1 + q 2^-p) x = sum x + 2^-p sum q x). Q4_K: byte i of a word shifted by 15 - 8i puts its low
 // nibble at mantissa bits 15-18 (p = 8) and its high nibble at 19-22 (p = 4), one shift for both. Q6_K:
