@@ -546,7 +546,13 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 // reads x from global memory as without XSH, so a profile can ask for it whatever the model's width.
 // Measured on the H200 (tools/chain-bench.c): it helps the steps with a fused norm on quantized weights
 // (the norm weight loads go too), not the ACCUMULATE projections nor F16.
+// XSH 2: x staged only where the norm is fused (HAS_NORM_IN), so one knob serves a kernel whose steps are
+// partly norm-fused GEMVs (q, k, v: faster staged) and partly ACCUMULATE ones (o, down: slower staged).
 #ifndef XSH
+#define XSH 0
+#endif
+#if XSH == 2 && !HAS_NORM_IN
+#undef XSH
 #define XSH 0
 #endif
 #ifndef MAX_SHARED_BYTES

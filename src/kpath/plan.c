@@ -250,8 +250,15 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         /* x staged once a workgroup in shared memory (XSH) for gate/up, whose fused norm then reads no
          * norm weights per row group: H200 bench tg128 -r 3 (2026-12-02, untuned, same run): 1B Q4_K_M
          * 680 -> 719 tok/s, 8B Q4_K_M 170 -> 171; on the q/k/v/o/down projections as well 688 (the
-         * ACCUMULATE projections are slower with it, tools/chain-bench.c), so only here */
+         * ACCUMULATE projections are slower with it, tools/chain-bench.c), so not on those */
         add_knob_pref(plan, "ffn_gate_up", "main", "XSH", "1");
+        /* and for the other GEMVs whose norm is fused (q, k, v, q/k/v as one), not the ACCUMULATE o and
+         * down projections (XSH 2: staged only with HAS_NORM_IN; a fused q/k/v step takes the q step's
+         * constants, so this covers matmul_qkv too). H200 bench tg128 -r 3 (2026-12-03, two
+         * alternating runs each, untuned; bench-results/2026-12-03-nvidia-h200-xsh2-e2e.txt): 1B Q4_K_M
+         * 760 / 774 -> 789 / 795 tok/s, 8B Q4_K_M 184 / 194 -> 198 / 200; tools/chain-bench.c: the 8B
+         * q 4096x4096 with its norm 15.1 -> 11.1 us */
+        add_knob_pref(plan, "matmul", "main", "XSH", "2");
         add_knob_pref(plan, "add_rmsnorm", "main", "WG_SIZE", "256");
         /* One 1024-invocation workgroup reads a 128k vocabulary in a few microseconds; the 64-wide
          * default took 200 us a token on the H100 (8% of a Llama-3.2-1B decode token). */

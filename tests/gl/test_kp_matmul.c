@@ -33,7 +33,7 @@ static float rnd(void)
  * FIRST_Q4P_SHAPE read Q4_K in 64-weight segments (Q4P, Q4_K only like XCO): more threads a row than
  * segments, two segments a thread, and one a thread with x in shared memory. Those from FIRST_FBITS_SHAPE
  * turn quants into floats by bits (FBITS, Q4_K and Q6_K only): two rows a thread, with x in shared memory,
- * and with Q4P. */
+ * and with Q4P. XSH2_SHAPE stages x only where the norm is fused (XSH 2): run with and without one. */
 static const char *const shapes[][8] = {
     {"64", "4", "1", "0", "0", "0", "0", "0"},  {"64", "4", "2", "0", "0", "0", "0", "0"},
     {"32", "8", "4", "0", "0", "0", "0", "0"},  {"128", "4", "4", "0", "0", "0", "0", "0"},
@@ -43,12 +43,14 @@ static const char *const shapes[][8] = {
     {"64", "2", "1", "0", "0", "2", "0", "0"},  {"64", "4", "2", "0", "1", "1", "0", "0"},
     {"64", "4", "2", "0", "0", "0", "1", "0"},  {"16", "4", "1", "0", "0", "0", "1", "0"},
     {"32", "8", "2", "0", "1", "0", "1", "0"},  {"64", "4", "2", "0", "0", "0", "0", "1"},
-    {"32", "8", "4", "0", "1", "0", "0", "1"},  {"16", "4", "1", "0", "0", "0", "1", "1"}};
+    {"32", "8", "4", "0", "1", "0", "0", "1"},  {"16", "4", "1", "0", "0", "0", "1", "1"},
+    {"64", "4", "2", "0", "2", "0", "0", "0"}};
 #define FIRST_XCO_SHAPE 4
 #define FIRST_XSH_SHAPE 7
 #define FIRST_GRID_SHAPE 10
 #define FIRST_Q4P_SHAPE 12
 #define FIRST_FBITS_SHAPE 15
+#define XSH2_SHAPE 18
 
 /* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
@@ -236,6 +238,10 @@ DG_TEST(kp_matmul_norm_in)
                     if (dts[i] == DG_DT_Q4_K) /* quants by bits, without and with x in shared memory */
                         for (int f = FIRST_FBITS_SHAPE; f < FIRST_FBITS_SHAPE + 2; f++)
                             one_shape(gl, dts[i], entries[e], 5, norm == 1, f, norm);
+                    /* x staged with the fused norm, read from global memory without one */
+                    one_shape(gl, dts[i], entries[e], 5, norm == 2, XSH2_SHAPE, norm);
+                    if (norm == 1)
+                        one_shape(gl, dts[i], entries[e], 5, 0, XSH2_SHAPE, 0);
                     /* workgroups looping over row blocks: the norm's 1 / rms reduced once for all of them */
                     one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_GRID_SHAPE, norm);
                     one_shape(gl, dts[i], entries[e], 5, norm == 1, FIRST_GRID_SHAPE + 1, norm);
