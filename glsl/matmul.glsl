@@ -626,29 +626,14 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     return dm.x * (dot(scA, SA) + dot(scB, SB)) - dm.y * (dot(mA, xsum[0]) + dot(mB, xsum[1]));
 }
 #elif WTYPE == DT_Q4_K
-// The loads of segment s of the row at byte rb: h its block's header (d, dmin, the packed scales), q its 16
-// quant bytes (Q4P: q and q1, the pair's 32); segdot_hq decodes and applies them. Apart so that PIPE can
-// issue one segment's loads before it uses the previous one's.
-void seg_load(uint sel, uint rb, uint s, out uvec4 h, out uvec4 q, out uvec4 q1)
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
 #if Q4P
     uint blk = (rb >> 4) + (s >> 2) * 9u, j = s & 3u;
-    h = wvec(sel, blk);
-    q = wvec(sel, blk + 1u + 2u * j);
-    q1 = wvec(sel, blk + 2u + 2u * j);
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + 2u * j), q1 = wvec(sel, blk + 2u + 2u * j);
 #else
-    uint blk = (rb >> 4) + (s >> 3) * 9u;
-    h = wvec(sel, blk);
-    q = wvec(sel, blk + 1u + (s & 7u));
-    q1 = q;
-#endif
-}
-float segdot_hq(uint s, uvec4 h, uvec4 q, uvec4 q1, vec4 xs[XV], vec4 xsum[2])
-{
-#if Q4P
-    uint j = s & 3u;
-#else
-    uint j = (s & 7u) >> 1;
+    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
 #endif
     vec2 dm = unpackHalf2x16(h.x);
     // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
@@ -691,13 +676,6 @@ float segdot_hq(uint s, uvec4 h, uvec4 q, uvec4 q1, vec4 xs[XV], vec4 xsum[2])
 #endif
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
-{
-    uvec4 h, q, q1;
-    seg_load(sel, rb, s, h, q, q1);
-    return segdot_hq(s, h, q, q1, xs, xsum);
-}
-#define SEG_LOADS 1
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
 #if FBITS
 // the four 6-bit quants of r (one a byte) as 1 + q / 64 (FBITS above)
@@ -863,26 +841,6 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
 #define NV (NACC * RPT + NORM_RED)
 shared float mred[NV * NPART];
 
-// PIPE (Q4_K): where a thread walks at least PIPE segments of its rows (NSEG / TPR >= PIPE; 0 never), the
-// loop is double-buffered: segment s + TPR's weight loads are issued before segment s's arithmetic, so
-// a long loop does not wait out a load latency every step. Short loops lose by it (the extra registers
-// and a repeated last load): measured on the H200 (bench-results/2026-12-03-nvidia-h200-chain-bench-pipe.txt),
-// 256/8/2, the Q4_K down projections 14.4 -> 10.7 us (1B, 8 segments a thread) and 26.2 -> 23.4 us (8B,
-// 14), the 8B gate/up with XSH (4) 47.2 -> 50.6 us.
-#ifndef PIPE
-#define PIPE 0
-#endif
-#if Q4P
-#define PIPE_NSEG (K / 64) // NSEG for the preprocessor
-#else
-#define PIPE_NSEG (K / 32)
-#endif
-#if PIPE > 0 && defined(SEG_LOADS) && (PIPE_NSEG / TPR) >= PIPE
-#define PIPE_ON 1
-#else
-#define PIPE_ON 0
-#endif
-
 // GRID: at most GRID workgroups (the registry's dispatch caps the count), each looping over row blocks
 // wg, wg + groups, ...: x is staged (XSH) once per workgroup rather than once per ROWS_PER_WG rows, which
 // for a large matrix is as many bytes through the cache as the weights themselves (the 8B gate/up: 1792
@@ -936,38 +894,6 @@ void main()
         for (int i = 0; i < NV; i++)
             v[i] = 0.0;
         g_ss = 0.0;
-#if PIPE_ON
-        // double-buffered: the next segment's weights load while this one's are used (the last step loads
-        // the last segment again, from the cache, rather than branch)
-        uvec4 hn[RPT * NACC], qn[RPT * NACC], q1n[RPT * NACC];
-        for (uint r = 0u; r < uint(RPT); r++)
-            for (uint a = 0u; a < uint(NACC); a++)
-                seg_load(a, min(lr0 + r, u_nrows - 1u) * uint(WROWBYTES), min(l, NSEG - 1u), hn[r * uint(NACC) + a],
-                         qn[r * uint(NACC) + a], q1n[r * uint(NACC) + a]);
-        for (uint s = l; s < NSEG; s += uint(TPR)) {
-            uvec4 hc[RPT * NACC], qc[RPT * NACC], q1c[RPT * NACC];
-            for (uint i = 0u; i < uint(RPT * NACC); i++) {
-                hc[i] = hn[i];
-                qc[i] = qn[i];
-                q1c[i] = q1n[i];
-            }
-            uint sn = min(s + uint(TPR), NSEG - 1u);
-            for (uint r = 0u; r < uint(RPT); r++)
-                for (uint a = 0u; a < uint(NACC); a++)
-                    seg_load(a, min(lr0 + r, u_nrows - 1u) * uint(WROWBYTES), sn, hn[r * uint(NACC) + a],
-                             qn[r * uint(NACC) + a], q1n[r * uint(NACC) + a]);
-            vec4 xs[XV];
-            load_x(xb, s, xs);
-            vec4 xsum[2];
-            seg_xsum(xs, xsum);
-            for (uint r = 0u; r < uint(RPT); r++) {
-                v[r] += segdot_hq(s, hc[r * uint(NACC)], qc[r * uint(NACC)], q1c[r * uint(NACC)], xs, xsum);
-#if GLU
-                v[RPT + int(r)] += segdot_hq(s, hc[r * 2u + 1u], qc[r * 2u + 1u], q1c[r * 2u + 1u], xs, xsum);
-#endif
-            }
-        }
-#else
         for (uint s = l; s < NSEG; s += uint(TPR)) {
             vec4 xs[XV];
             load_x(xb, s, xs);
@@ -982,7 +908,6 @@ void main()
 #endif
             }
         }
-#endif
 #if NORM_RED
         v[NV - 1] = g_ss;
 #endif

@@ -259,9 +259,6 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * 760 / 774 -> 789 / 795 tok/s, 8B Q4_K_M 184 / 194 -> 198 / 200; tools/chain-bench.c: the 8B
          * q 4096x4096 with its norm 15.1 -> 11.1 us */
         add_knob_pref(plan, "matmul", "main", "XSH", "2");
-        /* Q4_K weight loads double-buffered where a thread walks 8 segments or more (in these shapes the
-         * down projections only; glsl/matmul.glsl PIPE has the chain-bench figures) */
-        add_knob_pref(plan, "matmul", "main", "PIPE", "8");
         add_knob_pref(plan, "add_rmsnorm", "main", "WG_SIZE", "256");
         /* One 1024-invocation workgroup reads a 128k vocabulary in a few microseconds; the 64-wide
          * default took 200 us a token on the H100 (8% of a Llama-3.2-1B decode token). */

@@ -22,7 +22,7 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
-/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO, XSH, GRID, Q4P, FBITS, PIPE). The first is the
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO, XSH, GRID, Q4P, FBITS). The first is the
  * registry default; the others put several rows on each thread (RPT) with fewer and with more threads per
  * row than K has segments, so both the idle-thread and the multi-pass loops and a partial last row group
  * are covered. Those from FIRST_XCO_SHAPE take Q4_K's x-coalesced segment order (XCO; the other formats
@@ -33,29 +33,24 @@ static float rnd(void)
  * FIRST_Q4P_SHAPE read Q4_K in 64-weight segments (Q4P, Q4_K only like XCO): more threads a row than
  * segments, two segments a thread, and one a thread with x in shared memory. Those from FIRST_FBITS_SHAPE
  * turn quants into floats by bits (FBITS, Q4_K and Q6_K only): two rows a thread, with x in shared memory,
- * and with Q4P. XSH2_SHAPE stages x only where the norm is fused (XSH 2): run with and without one. Those
- * from FIRST_PIPE_SHAPE double-buffer Q4_K's weight loads (PIPE 2: on where a thread has 2 or more
- * segments, as 8 threads a row over K = 512 do): plain, with x in shared memory, and with Q4P. */
-static const char *const shapes[][9] = {
-    {"64", "4", "1", "0", "0", "0", "0", "0", "0"},  {"64", "4", "2", "0", "0", "0", "0", "0", "0"},
-    {"32", "8", "4", "0", "0", "0", "0", "0", "0"},  {"128", "4", "4", "0", "0", "0", "0", "0", "0"},
-    {"64", "4", "2", "1", "0", "0", "0", "0", "0"},  {"32", "8", "4", "1", "0", "0", "0", "0", "0"},
-    {"128", "4", "4", "1", "0", "0", "0", "0", "0"}, {"64", "4", "2", "0", "1", "0", "0", "0", "0"},
-    {"128", "4", "4", "0", "1", "0", "0", "0", "0"}, {"32", "8", "4", "1", "1", "0", "0", "0", "0"},
-    {"64", "2", "1", "0", "0", "2", "0", "0", "0"},  {"64", "4", "2", "0", "1", "1", "0", "0", "0"},
-    {"64", "4", "2", "0", "0", "0", "1", "0", "0"},  {"16", "4", "1", "0", "0", "0", "1", "0", "0"},
-    {"32", "8", "2", "0", "1", "0", "1", "0", "0"},  {"64", "4", "2", "0", "0", "0", "0", "1", "0"},
-    {"32", "8", "4", "0", "1", "0", "0", "1", "0"},  {"16", "4", "1", "0", "0", "0", "1", "1", "0"},
-    {"64", "4", "2", "0", "2", "0", "0", "0", "0"},
-    {"16", "4", "2", "0", "0", "0", "0", "0", "2"}, {"16", "4", "2", "0", "1", "0", "0", "0", "2"},
-    {"16", "4", "1", "0", "0", "0", "1", "0", "2"}};
+ * and with Q4P. XSH2_SHAPE stages x only where the norm is fused (XSH 2): run with and without one. */
+static const char *const shapes[][8] = {
+    {"64", "4", "1", "0", "0", "0", "0", "0"},  {"64", "4", "2", "0", "0", "0", "0", "0"},
+    {"32", "8", "4", "0", "0", "0", "0", "0"},  {"128", "4", "4", "0", "0", "0", "0", "0"},
+    {"64", "4", "2", "1", "0", "0", "0", "0"},  {"32", "8", "4", "1", "0", "0", "0", "0"},
+    {"128", "4", "4", "1", "0", "0", "0", "0"}, {"64", "4", "2", "0", "1", "0", "0", "0"},
+    {"128", "4", "4", "0", "1", "0", "0", "0"}, {"32", "8", "4", "1", "1", "0", "0", "0"},
+    {"64", "2", "1", "0", "0", "2", "0", "0"},  {"64", "4", "2", "0", "1", "1", "0", "0"},
+    {"64", "4", "2", "0", "0", "0", "1", "0"},  {"16", "4", "1", "0", "0", "0", "1", "0"},
+    {"32", "8", "2", "0", "1", "0", "1", "0"},  {"64", "4", "2", "0", "0", "0", "0", "1"},
+    {"32", "8", "4", "0", "1", "0", "0", "1"},  {"16", "4", "1", "0", "0", "0", "1", "1"},
+    {"64", "4", "2", "0", "2", "0", "0", "0"}};
 #define FIRST_XCO_SHAPE 4
 #define FIRST_XSH_SHAPE 7
 #define FIRST_GRID_SHAPE 10
 #define FIRST_Q4P_SHAPE 12
 #define FIRST_FBITS_SHAPE 15
 #define XSH2_SHAPE 18
-#define FIRST_PIPE_SHAPE 19
 
 /* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
@@ -82,8 +77,7 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
         if ((own || i == 0 || i == 2 || i == FIRST_XSH_SHAPE || i == FIRST_GRID_SHAPE) &&
             ((shapes[i][3][0] == '0' && shapes[i][6][0] == '0') || dt == DG_DT_Q4_K) &&
-            (shapes[i][7][0] == '0' || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K) &&
-            (shapes[i][8][0] == '0' || dt == DG_DT_Q4_K))
+            (shapes[i][7][0] == '0' || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K))
             one_shape(gl, dt, entry_def, N, glu, i, 0);
 }
 
@@ -151,7 +145,6 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             d[nd++] = (struct dg_define){"GRID", shapes[shape][5]};
         d[nd++] = (struct dg_define){"Q4P", shapes[shape][6]};
         d[nd++] = (struct dg_define){"FBITS", shapes[shape][7]};
-        d[nd++] = (struct dg_define){"PIPE", shapes[shape][8]};
     }
     unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
@@ -188,13 +181,12 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
     CHECK_MSG(worst / mx < 1e-4,
-              "%s %s (WG %s, %s rows, RPT %s, XCO %s, XSH %s, GRID %s, Q4P %s, FBITS %s, PIPE %s) N=%d glu=%d norm=%d: "
-              "worst %g (max %g)",
+              "%s %s (WG %s, %s rows, RPT %s, XCO %s, XSH %s, GRID %s, Q4P %s, FBITS %s) N=%d glu=%d norm=%d: worst %g (max %g)",
               dg_dtype_info(dt)->name, entry_def ? entry_def : "main",
               row ? row_shapes[shape][0] : entry_def ? "-" : shapes[shape][0], entry_def ? "-" : shapes[shape][1],
               row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], entry_def ? "-" : shapes[shape][3],
               entry_def ? "-" : shapes[shape][4], entry_def ? "-" : shapes[shape][5], entry_def ? "-" : shapes[shape][6],
-              entry_def ? "-" : shapes[shape][7], entry_def ? "-" : shapes[shape][8], N, glu, norm, worst, mx);
+              entry_def ? "-" : shapes[shape][7], N, glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -246,9 +238,6 @@ DG_TEST(kp_matmul_norm_in)
                     if (dts[i] == DG_DT_Q4_K) /* quants by bits, without and with x in shared memory */
                         for (int f = FIRST_FBITS_SHAPE; f < FIRST_FBITS_SHAPE + 2; f++)
                             one_shape(gl, dts[i], entries[e], 5, norm == 1, f, norm);
-                    if (dts[i] == DG_DT_Q4_K) /* double-buffered weight loads, with the norm fused */
-                        for (int f = FIRST_PIPE_SHAPE; f < FIRST_PIPE_SHAPE + 3; f++)
-                            one_shape(gl, dts[i], entries[e], 5, norm == 2, f, norm);
                     /* x staged with the fused norm, read from global memory without one */
                     one_shape(gl, dts[i], entries[e], 5, norm == 2, XSH2_SHAPE, norm);
                     if (norm == 1)
