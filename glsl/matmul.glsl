@@ -173,31 +173,31 @@ void store(uint n, uint t, float g, float u)
 
 #if defined(MATMUL_TILED)
 shared vec4 xs[TM * (KS / 4)];
-
-float dots(float w[WCH], uint sv)
-{
-    float s = 0.0;
-    for (uint j = 0u; j < uint(WCH) / 4u; j++)
-        s += dot(vec4(w[4u * j], w[4u * j + 1u], w[4u * j + 2u], w[4u * j + 3u]), xs[sv + j]);
-    return s;
-}
+// RPT (tiled): rows an invocation, u + i * WG_SIZE of its workgroup's WG_SIZE * RPT for i < RPT: each x
+// vec4 read from shared memory is applied to RPT rows' decoded chunks, so the shared-memory reads per FMA
+// drop by RPT (one vec4 read a 4-FMA dot product at RPT 1).
+#ifndef RPT
+#define RPT 1
+#endif
 
 void main()
 {
-    uint lr = gl_GlobalInvocationID.x;
+    uint lr0 = gl_WorkGroupID.x * uint(WG_SIZE * RPT) + gl_LocalInvocationID.x;
     uint t0 = gl_WorkGroupID.y * uint(TM);
-    bool live = lr < u_nrows;
-    float acc[TM];
+    float acc[TM * RPT];
 #if GLU
-    float accu[TM];
+    float accu[TM * RPT];
 #endif
-    for (int i = 0; i < TM; i++) {
+    for (int i = 0; i < TM * RPT; i++) {
         acc[i] = 0.0;
 #if GLU
         accu[i] = 0.0;
 #endif
     }
-    uint rb = lr * uint(WROWBYTES);
+    // rows past the end decode the last row (never stored) rather than branch around the FMAs
+    uint rb[RPT];
+    for (uint r = 0u; r < uint(RPT); r++)
+        rb[r] = min(lr0 + r * uint(WG_SIZE), u_nrows - 1u) * uint(WROWBYTES);
 #if HAS_NORM_IN
     float tinv[TM];
     for (uint tt = 0u; tt < uint(TM); tt++)
@@ -216,32 +216,51 @@ void main()
             xs[i] = v;
         }
         WG_BARRIER();
-        if (live) {
-            for (uint c = k0 / uint(WCH); c < (k0 + kn) / uint(WCH); c++) {
-                float w[WCH];
-                wchunk(0u, rb, c, w);
-                uint sv = (c * uint(WCH) - k0) / 4u;
-                for (uint tt = 0u; tt < uint(TM); tt++)
-                    acc[tt] += dots(w, tt * (uint(KS) / 4u) + sv);
+        for (uint c = k0 / uint(WCH); c < (k0 + kn) / uint(WCH); c++) {
+            uint sv = (c * uint(WCH) - k0) / 4u;
+            for (uint sel = 0u; sel < uint(1 + GLU); sel++) {
+                vec4 w[RPT * (WCH / 4)];
+                for (uint r = 0u; r < uint(RPT); r++) {
+                    float wc[WCH];
+                    wchunk(sel, rb[r], c, wc);
+                    for (uint j = 0u; j < uint(WCH) / 4u; j++)
+                        w[r * uint(WCH / 4) + j] = vec4(wc[4u * j], wc[4u * j + 1u], wc[4u * j + 2u], wc[4u * j + 3u]);
+                }
+                for (uint tt = 0u; tt < uint(TM); tt++) {
+                    float d[RPT];
+                    for (uint r = 0u; r < uint(RPT); r++)
+                        d[r] = 0.0;
+                    for (uint j = 0u; j < uint(WCH) / 4u; j++) {
+                        vec4 xv = xs[tt * (uint(KS) / 4u) + sv + j];
+                        for (uint r = 0u; r < uint(RPT); r++)
+                            d[r] += dot(w[r * uint(WCH / 4) + j], xv);
+                    }
+                    for (uint r = 0u; r < uint(RPT); r++) {
 #if GLU
-                wchunk(1u, rb, c, w);
-                for (uint tt = 0u; tt < uint(TM); tt++)
-                    accu[tt] += dots(w, tt * (uint(KS) / 4u) + sv);
+                        if (sel == 1u)
+                            accu[r * uint(TM) + tt] += d[r];
+                        else
 #endif
+                            acc[r * uint(TM) + tt] += d[r];
+                    }
+                }
             }
         }
         WG_BARRIER();
     }
-    if (!live)
-        return;
-    for (uint tt = 0u; tt < uint(TM); tt++)
-        if (t0 + tt < u_ntok) {
+    for (uint r = 0u; r < uint(RPT); r++) {
+        uint lr = lr0 + r * uint(WG_SIZE);
+        if (lr >= u_nrows)
+            break;
+        for (uint tt = 0u; tt < uint(TM); tt++)
+            if (t0 + tt < u_ntok) {
 #if GLU
-            store(u_row0 + lr, t0 + tt, acc[tt], accu[tt]);
+                store(u_row0 + lr, t0 + tt, acc[r * uint(TM) + tt], accu[r * uint(TM) + tt]);
 #else
-            store(u_row0 + lr, t0 + tt, acc[tt], 0.0);
+                store(u_row0 + lr, t0 + tt, acc[r * uint(TM) + tt], 0.0);
 #endif
-        }
+            }
+    }
 }
 
 #elif defined(MATMUL_TILED_RB)

@@ -52,7 +52,7 @@ static const char *const shapes[][8] = {
 #define FIRST_FBITS_SHAPE 15
 #define XSH2_SHAPE 18
 
-/* Shapes of the GEMV_ROW entry: (WG_SIZE, RPT). The registry default, then several rows an invocation at
+/* Shapes of the GEMV_ROW and MATMUL_TILED entries: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
  * invocations partly idle). */
 static const char *const row_shapes[][2] = {{"64", "1"}, {"4", "2"}, {"2", "2"}};
@@ -62,7 +62,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
 
 static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu)
 {
-    if (entry_def && !strcmp(entry_def, "GEMV_ROW")) {
+    if (entry_def && (!strcmp(entry_def, "GEMV_ROW") || !strcmp(entry_def, "MATMUL_TILED"))) {
         for (int i = 0; i < (int)(sizeof row_shapes / sizeof row_shapes[0]); i++)
             one_shape(gl, dt, entry_def, N, glu, i, 0);
         return;
@@ -128,7 +128,8 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"EPS", "1e-5"};
         d[nd++] = (struct dg_define){"GEMMA", norm == 2 ? "1" : "0"};
     }
-    bool row = entry_def && !strcmp(entry_def, "GEMV_ROW");
+    /* the row and tiled entries take (WG_SIZE, RPT) from row_shapes: RPT rows an invocation */
+    bool row = entry_def && (!strcmp(entry_def, "GEMV_ROW") || !strcmp(entry_def, "MATMUL_TILED"));
     if (entry_def) {
         d[nd++] = (struct dg_define){entry_def, "1"};
         if (row) {
@@ -153,6 +154,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
     uint32_t ubo[4] = {0, T, 0, 0};
     if (row)
         rows_per_wg = (unsigned)(atoi(row_shapes[shape][0]) * atoi(row_shapes[shape][1]));
+    /* tiled: cdiv(T, TM) = 1 token tile at the default TM 8 */
     unsigned gx = !entry_def || row ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && strncmp(entry_def, "MATMUL_TILED", 12) == 0 ? 1 : T;
     if (!entry_def && atoi(shapes[shape][5]) > 0 && gx > (unsigned)atoi(shapes[shape][5]))
         gx = (unsigned)atoi(shapes[shape][5]); /* the registry's min(cdiv(N, ROWS_PER_WG), GRID) */
@@ -225,7 +227,7 @@ DG_TEST(kp_matmul_norm_in)
         for (int e = 0; e < 4; e++)
             for (int norm = 1; norm <= 2; norm++) {
                 one_shape(gl, dts[i], entries[e], 5, norm == 2, 0, norm);
-                if (!entries[e] || e == 1) /* main: 32 x 8 rows, RPT 4; row: WG 2, RPT 2 over 2 workgroups */
+                if (e <= 2) /* main: 32 x 8 rows, RPT 4; row and tiled: WG 2, RPT 2 over 2 workgroups */
                     one_shape(gl, dts[i], entries[e], 5, norm == 1, 2, norm);
                 if (!entries[e] && dts[i] == DG_DT_Q4_K) /* main, the x-coalesced order: 64 x 4 rows, RPT 2 */
                     one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_XCO_SHAPE, norm);
