@@ -63,16 +63,24 @@ static const struct dg_kp_variants *variants_find(const struct dg_kplan *plan, c
 
 static const char *const profiles[] = {"fast", "safe", "debug", "fused", "llvmpipe", "nvidia", "mali", "v3d", "adreno", NULL};
 
-static void add_knob_pref(struct dg_kplan *plan, const char *kernel, const char *entry, const char *name,
-                          const char *value)
+/* wformat: the path weight format the preference is for ("" any) */
+static void add_knob_pref_for(struct dg_kplan *plan, const char *wformat, const char *kernel, const char *entry,
+                              const char *name, const char *value)
 {
     if (plan->n_knob_prefs == (int)(sizeof plan->knob_prefs / sizeof plan->knob_prefs[0]))
         return;
     struct dg_kp_knob_pref *k = &plan->knob_prefs[plan->n_knob_prefs++];
+    snprintf(k->wformat, sizeof k->wformat, "%s", wformat);
     snprintf(k->kernel, sizeof k->kernel, "%s", kernel);
     snprintf(k->entry, sizeof k->entry, "%s", entry);
     snprintf(k->c.name, sizeof k->c.name, "%s", name);
     snprintf(k->c.value, sizeof k->c.value, "%s", value);
+}
+
+static void add_knob_pref(struct dg_kplan *plan, const char *kernel, const char *entry, const char *name,
+                          const char *value)
+{
+    add_knob_pref_for(plan, "", kernel, entry, name, value);
 }
 
 /* Index of the step's constant `name`, or -1. */
@@ -153,13 +161,16 @@ static dg_status parse_knobs(struct dg_kplan *plan, const cJSON *o, const char *
     return DG_OK;
 }
 
-/* Adds the profile's preferred knob values the step does not set itself. */
-static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_registry *reg, struct dg_kp_step *s)
+/* Adds the profile's preferred knob values the step does not set itself; wformat is the path's weight
+ * format. */
+static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_registry *reg, const char *wformat,
+                             struct dg_kp_step *s)
 {
     const struct dg_kp_kernel *k = dg_kp_kernel_find(reg, s->kernel);
     for (int i = 0; k && i < plan->n_knob_prefs; i++) {
         const struct dg_kp_knob_pref *kp = &plan->knob_prefs[i];
-        if (strcmp(kp->kernel, s->kernel) || strcmp(kp->entry, s->entry) || !dg_kp_knob_find(k, kp->c.name))
+        if (strcmp(kp->kernel, s->kernel) || strcmp(kp->entry, s->entry) || !dg_kp_knob_find(k, kp->c.name) ||
+            (kp->wformat[0] && strcmp(kp->wformat, wformat)))
             continue;
         if (const_index(s, kp->c.name) < 0 && s->n_consts < DG_KP_MAX_CONSTS)
             s->consts[s->n_consts++] = kp->c;
@@ -276,6 +287,13 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         add_knob_pref(plan, "matmul", "tiled", "TM", "16");
         add_knob_pref(plan, "ffn_gate_up", "tiled", "WG_SIZE", "128");
         add_knob_pref(plan, "ffn_gate_up", "tiled", "TM", "16");
+        /* and two rows an invocation on f16 weights (each x vec4 from shared memory feeds both rows' FMAs):
+         * pp512 on the 1B F16 shape 7698 / 7700 -> 11965 / 11931 tok/s (4 rows 10221, 2 rows at TM 8
+         * 8646). Not on the quantized paths: Q4_K at 2 rows fell to 1072 tok/s against 7935 (its chunk
+         * decode no longer fits the registers), 8B Q4_K_M 1297 -> 154.
+         * (bench-results/2026-12-03-nvidia-h200-tiled-rpt.txt) */
+        add_knob_pref_for(plan, "f16", "matmul", "tiled", "RPT", "2");
+        add_knob_pref_for(plan, "f16", "ffn_gate_up", "tiled", "RPT", "2");
         /* Prefill stays on `tiled`: on the H200 the register-blocked tiled_rb (64 x 64 tiles, 256
          * threads) reached pp512 2582 tok/s on the Llama-3.2-1B Q4_K_M shape against tiled's 3403, and
          * 4362 against 5167 on F16 (32 x 32 tiles: 1255 / 1720); its single-buffered slabs leave the
@@ -715,7 +733,7 @@ static bool fuse_rope_attention(const struct dg_kplan *plan, const struct dg_kp_
     for (int i = 0; i < 5; i++)
         snprintf(f.output[i], DG_KP_NAME, "%s", outs[i]);
     f.n_output = 5;
-    apply_knob_prefs(plan, reg, &f);
+    apply_knob_prefs(plan, reg, "", &f); /* no weights: the format-specific preferences are the GEMVs' */
     apply_forced_knobs(plan, &f);
     out->n_steps -= absorbed;
     out->steps[out->n_steps - 1] = f;
@@ -767,7 +785,7 @@ static dg_status resolve_section(const struct dg_kplan *plan, const struct dg_kp
             continue;
         if (!prefill)
             apply_tuned(plan, reg, caps, &s);
-        apply_knob_prefs(plan, reg, &s);
+        apply_knob_prefs(plan, reg, p->weight_format, &s);
         apply_forced_knobs(plan, &s);
         if (strcmp(s.kernel, "attention") == 0 && strcmp(s.entry, "split") == 0 && !was_split && s.n_output == 1) {
             /* expand: attention writes partials, attn_combine writes the step's original output */

@@ -471,3 +471,44 @@ DG_TEST(kpath_plan_knobs)
     dg_kpath_free(&p);
     dg_kp_registry_free(&reg);
 }
+
+/* A profile's knob preference for one weight format: the nvidia profile's two rows an invocation in the
+ * tiled prefill matmul hold for a path whose GPU weights are f16 and not for a Q4_K one (where they were
+ * measured 7x slower). */
+DG_TEST(kpath_knob_prefs_by_weight_format)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    static const char *const ids[2] = {"llama-f16-native", "llama-q4k-fused"};
+    static const char *const want[2] = {"2", NULL};
+    for (int i = 0; i < 2; i++) {
+        char file[1200];
+        CHECK_OK(dg_kpath_resolve_file(ids[i], file, sizeof file));
+        struct dg_kpath p;
+        if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
+            CHECK_MSG(false, "%s", dg_last_error());
+            continue;
+        }
+        struct dg_kplan plan;
+        dg_kplan_init(&plan);
+        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+        struct dg_kp_resolved r;
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
+        int tiled = 0;
+        for (int s = 0; s < r.sec[1].n_steps; s++) {
+            const struct dg_kp_step *st = &r.sec[1].steps[s];
+            if (strcmp(st->entry, "tiled"))
+                continue;
+            tiled++;
+            const char *rpt = step_const(st, "RPT");
+            CHECK_MSG(want[i] ? rpt && !strcmp(rpt, want[i]) : !rpt, "%s prefill %s (%s): RPT %s", ids[i], st->role,
+                      st->kernel, rpt ? rpt : "unset");
+            const char *tm = step_const(st, "TM");
+            CHECK_MSG(tm && !strcmp(tm, "16"), "%s prefill %s: TM %s", ids[i], st->role, tm ? tm : "unset");
+        }
+        CHECK_MSG(tiled >= 4, "%s: %d tiled prefill steps", ids[i], tiled);
+        dg_kp_resolved_free(&r);
+        dg_kpath_free(&p);
+    }
+}
