@@ -61,19 +61,15 @@ vec4 q6_quads(uint lw, uint hw, uint nsh, uint hsh)
 
 // The 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes in h.y, h.z, h.w, shared by Q4_K
 // and Q5_K (GGUF get_scale_min_k4).
+// Selects on the byte j % 4 of each word rather than an array indexed by j: an array indexed at run time
+// can live in local memory (it did in the Q6_K split decode of matmul.glsl on the H200).
 void k_scale_min(uvec4 h, uint j, out uint sc_v, out uint m_v)
 {
-    uint sc[3] = uint[3](h.y, h.z, h.w);
-    if (j < 4u) {
-        sc_v = ((sc[j >> 2] >> (8u * (j & 3u))) & 0xffu) & 63u;
-        m_v = ((sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu) & 63u;
-    } else {
-        uint bj4 = (sc[(j + 4u) >> 2] >> (8u * ((j + 4u) & 3u))) & 0xffu;
-        uint bjm4 = (sc[(j - 4u) >> 2] >> (8u * ((j - 4u) & 3u))) & 0xffu;
-        uint bj = (sc[j >> 2] >> (8u * (j & 3u))) & 0xffu;
-        sc_v = (bj4 & 0xfu) | ((bjm4 >> 6) << 4);
-        m_v = (bj4 >> 4) | ((bj >> 6) << 4);
-    }
+    uint sh = 8u * (j & 3u);
+    uint by = (h.y >> sh) & 255u, bz = (h.z >> sh) & 255u, bw = (h.w >> sh) & 255u;
+    bool lo = j < 4u; // sub-blocks 0-3: the low 6 bits of bytes j (scale) and j + 4 (min)
+    sc_v = lo ? by & 63u : (bw & 15u) | ((by >> 6) << 4);
+    m_v = lo ? bz & 63u : (bw >> 4) | ((bz >> 6) << 4);
 }
 
 #if WTYPE == DT_F32
