@@ -525,37 +525,6 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #define XCO 0
 #endif
 
-// Q4P (Q4_K only, not with XCO): a segment is a whole sub-block pair (64 weights: both uvec4 of its 32
-// quant bytes under one scale decode), so a thread's loads are 32 bytes, not 16, and the header and the
-// scales are read and decoded once per 64 weights.
-#ifndef Q4P
-#define Q4P 0
-#endif
-#if Q4P && (WTYPE != DT_Q4_K || XCO)
-#undef Q4P
-#define Q4P 0
-#endif
-#if Q4P
-#undef SEGW
-#define SEGW 64u
-#endif
-
-// FBITS (Q4_K, Q6_K): quants become floats by bits, not by conversion instructions (int-to-float is a
-// quarter-rate instruction on NVIDIA; tried because a load-only kernel read the 8B GEMVs' bytes 2x
-// faster than the decoding one). A quant q shifted into the mantissa under exponent 0 reads as 1 + q * 2^-p: one shift and one
-// and-or a quant, and the "1 +" is folded into the sum of x the segment has anyway
-// (sum (1 + q 2^-p) x = sum x + 2^-p sum q x). Q4_K: byte i of a word shifted by 15 - 8i puts its low
-// nibble at mantissa bits 15-18 (p = 8) and its high nibble at 19-22 (p = 4), one shift for both. Q6_K:
-// byte i's 6 bits at 17-22 (p = 6). The rounding of 1 + q 2^-p products costs at most 2^-24 / 2^-8 of a
-// sum's magnitude relative (about 1e-5 for the low nibbles), below the f16 scales' own rounding.
-// Measured on the H200 (bench-results/2026-12-02-nvidia-h200-chain-bench-fbits-*.txt, ...-fbits-e2e.txt):
-// no faster on its own (8B gate/up 47.0 -> 48.6 us with XSH, the Q6_K LM head 146 -> 156 us; tg128 1B
-// 796 -> 773 tok/s), so the conversion was not what bound the arithmetic; with Q4P and 16 rows for gate/up
-// 43.2 -> 41.1 us, yet end to end no better than 16 rows alone (8B 201.6 / 202.2 tok/s). Off by default.
-#ifndef FBITS
-#define FBITS 0
-#endif
-
 // XSH: the token's x is staged once a workgroup in shared memory (scaled by the norm weight with
 // HAS_NORM_IN, whose 1 / rms the staging loop reduces too), so the segment loops read no global x and no
 // norm weights: every row group re-read both from the cache for each of its segments. The shared array
@@ -597,11 +566,6 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
     uint b = xb + (s >> 3) * 64u + (s & 7u);
     for (uint i = 0u; i < 8u; i++)
         xs[i] = XLD(b + 8u * i);
-#elif WTYPE == DT_Q4_K && Q4P
-    // sub-block pair j = s % 4: sub-block 2j's 32 x, then 2j + 1's
-    uint b = xb + (s >> 2) * 64u + (s & 3u) * 16u;
-    for (uint i = 0u; i < 16u; i++)
-        xs[i] = XLD(b + i);
 #elif WTYPE == DT_Q4_K
     // 16 low nibbles of sub-block 2j, then 16 high nibbles of sub-block 2j + 1, at the same offsets
     uint b = xb + (s >> 3) * 64u + ((s & 7u) >> 1) * 16u + (s & 1u) * 4u;
@@ -647,13 +611,8 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 #elif WTYPE == DT_Q4_K
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
 {
-#if Q4P
-    uint blk = (rb >> 4) + (s >> 2) * 9u, j = s & 3u;
-    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + 2u * j), q1 = wvec(sel, blk + 2u + 2u * j);
-#else
     uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
     uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
-#endif
     vec2 dm = unpackHalf2x16(h.x);
     // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
     uint b0 = 16u * (j & 1u);
@@ -665,45 +624,15 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     uint sc1 = lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4);
     uint m0 = lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4);
     uint m1 = lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4);
-#if FBITS
-    // the pair's nibbles as 1 + q/256 (low) and 1 + q/16 (high); the sums of x they carry come off below
-    vec4 al = vec4(0.0), ah = vec4(0.0);
-#if Q4P
-    for (uint k = 0u; k < 8u; k++) {
-        uint w = k < 4u ? q[k] : q1[k - 4u]; // word k of the pair: low nibbles x vec4 k, high k + 8
-#else
-    for (uint k = 0u; k < 4u; k++) {
-        uint w = q[k]; // low nibbles x vec4 k, high k + 4
-#endif
-        uvec4 v = uvec4(w << 15, w << 7, w >> 1, w >> 9);
-        al += uintBitsToFloat((v & 0x00078000u) | 0x3F800000u) * xs[k];
-        ah += uintBitsToFloat((v & 0x00780000u) | 0x3F800000u) * xs[k + XV / 2u];
-    }
-    float sl = 256.0 * (dot(al, vec4(1.0)) - xsum[0].x), sh = 16.0 * (dot(ah, vec4(1.0)) - xsum[0].y);
-#else
     float sl = 0.0, sh = 0.0;
     for (uint k = 0u; k < 4u; k++) { // a word's 8 nibbles masked in place, its bytes then floats (ubytes)
         uint lo = q[k] & 0x0F0F0F0Fu, hi = (q[k] >> 4) & 0x0F0F0F0Fu;
-#if Q4P
-        sl += dot(ubytes(lo), xs[k]) + dot(ubytes(q1[k] & 0x0F0F0F0Fu), xs[4u + k]);
-        sh += dot(ubytes(hi), xs[8u + k]) + dot(ubytes((q1[k] >> 4) & 0x0F0F0F0Fu), xs[12u + k]);
-#else
         sl += dot(ubytes(lo), xs[k]);
         sh += dot(ubytes(hi), xs[4u + k]);
-#endif
     }
-#endif
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
 }
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
-#if FBITS
-// the four 6-bit quants of r (one a byte) as 1 + q / 64 (FBITS above)
-vec4 q6_fbits(uint r)
-{
-    uvec4 v = uvec4(r << 17, r << 9, r << 1, r >> 7);
-    return uintBitsToFloat((v & 0x007E0000u) | 0x3F800000u);
-}
-#endif
 // Segment t = s % 8 of a Q6_K block: half hh = t / 4 and l = 8g .. 8g + 7 (g = t % 4) of each of its four
 // runs of 32. A: its ql bytes of runs 0 and 2 (low and high nibbles), C: those of runs 1 and 3, H: the 2-bit
 // qh of all four, S0 / S1: the half's 8 int8 scales (byte g / 2 of each pair is this segment's).
@@ -717,23 +646,12 @@ float q6_segdot(uvec2 A, uvec2 C, uvec2 H, uint S0, uint S1, uint g, float d, ve
         uint a = A[k], c = C[k], hq = H[k];
         uint r0 = (a & 0x0F0F0F0Fu) | ((hq & 0x03030303u) << 4), r1 = (c & 0x0F0F0F0Fu) | ((hq & 0x0C0C0C0Cu) << 2);
         uint r2 = ((a >> 4) & 0x0F0F0F0Fu) | (hq & 0x30303030u), r3 = ((c >> 4) & 0x0F0F0F0Fu) | ((hq >> 2) & 0x30303030u);
-#if FBITS
-        acc.x += dot(q6_fbits(r0), xs[k]);
-        acc.y += dot(q6_fbits(r1), xs[2u + k]);
-        acc.z += dot(q6_fbits(r2), xs[4u + k]);
-        acc.w += dot(q6_fbits(r3), xs[6u + k]);
-#else
         acc.x += dot(ubytes(r0), xs[k]);
         acc.y += dot(ubytes(r1), xs[2u + k]);
         acc.z += dot(ubytes(r2), xs[4u + k]);
         acc.w += dot(ubytes(r3), xs[6u + k]);
-#endif
     }
-#if FBITS
-    return d * dot(sc, 64.0 * acc - 96.0 * xsum[0]); // acc = sum x + sum q x / 64; the quants are q - 32
-#else
     return d * dot(sc, acc - 32.0 * xsum[0]);
-#endif
 }
 #if WTYPE == DT_Q6_K
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
@@ -821,9 +739,6 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
     const vec4 one = vec4(1.0);
     xsum[0] = vec4(dot(xs[0], one), dot(xs[1], one), dot(xs[2], one), dot(xs[3], one));
     xsum[1] = vec4(dot(xs[4], one), dot(xs[5], one), dot(xs[6], one), dot(xs[7], one));
-#elif WTYPE == DT_Q4_K && Q4P
-    xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)),
-                   dot(xs[8] + xs[9] + xs[10] + xs[11] + xs[12] + xs[13] + xs[14] + xs[15], vec4(1.0)), 0.0, 0.0);
 #elif WTYPE == DT_Q4_K
     xsum[0] = vec4(dot(xs[0] + xs[1] + xs[2] + xs[3], vec4(1.0)), dot(xs[4] + xs[5] + xs[6] + xs[7], vec4(1.0)), 0.0, 0.0);
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
@@ -860,22 +775,6 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
 #define NV (NACC * RPT + NORM_RED)
 shared float mred[NV * NPART];
 
-// GRID: at most GRID workgroups (the registry's dispatch caps the count), each looping over row blocks
-// wg, wg + groups, ...: x is staged (XSH) once per workgroup rather than once per ROWS_PER_WG rows, which
-// for a large matrix is as many bytes through the cache as the weights themselves (the 8B gate/up: 1792
-// workgroups x 32 KiB of x and norm weights against 66 MB of weights), and a workgroup's warps run their
-// row blocks without waiting for each other where the reduction is subgroup-only (TPR <= SUBGROUP_SIZE).
-// The default, 65535 (the smallest dispatch limit GLES allows), compiles the loop out: one workgroup a
-// block, without the loop's end-of-block barrier (measured 749 -> 708 tok/s on the H200's 1B Q4_K_M with
-// the loop always there).
-#ifndef GRID
-#define GRID 65535
-#endif
-#if GRID < 65535 && !(defined(USE_SUBGROUP_REDUCE) && TPR <= SUBGROUP_SIZE)
-#define GRID_BARRIER 1 // the reduction goes through mred: a barrier ends each row block before mred is reused
-#else
-#define GRID_BARRIER 0
-#endif
 
 void main()
 {
@@ -901,83 +800,73 @@ void main()
     WG_BARRIER();
 #endif
 #endif
-#if GRID < 65535
-    uint nblk = (u_nrows + uint(ROWS_PER_WG) - 1u) / uint(ROWS_PER_WG);
-    for (uint blk = gl_WorkGroupID.x; blk < nblk; blk += gl_NumWorkGroups.x) {
-#else
-    {
-        uint blk = gl_WorkGroupID.x;
-#endif
-        uint lr0 = blk * uint(ROWS_PER_WG) + g * uint(RPT);
-        float v[NV];
-        for (int i = 0; i < NV; i++)
-            v[i] = 0.0;
-        g_ss = 0.0;
-        for (uint s = l; s < NSEG; s += uint(TPR)) {
-            vec4 xs[XV];
-            load_x(xb, s, xs);
-            vec4 xsum[2];
-            seg_xsum(xs, xsum);
-            for (uint r = 0u; r < uint(RPT); r++) {
-                uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
-                uint rb = lr * uint(WROWBYTES);
-                v[r] += segdot(0u, rb, s, xs, xsum);
+    uint blk = gl_WorkGroupID.x;
+    uint lr0 = blk * uint(ROWS_PER_WG) + g * uint(RPT);
+    float v[NV];
+    for (int i = 0; i < NV; i++)
+        v[i] = 0.0;
+    g_ss = 0.0;
+    for (uint s = l; s < NSEG; s += uint(TPR)) {
+        vec4 xs[XV];
+        load_x(xb, s, xs);
+        vec4 xsum[2];
+        seg_xsum(xs, xsum);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            uint lr = min(lr0 + r, u_nrows - 1u); // past-the-end rows recompute the last row, never stored
+            uint rb = lr * uint(WROWBYTES);
+            v[r] += segdot(0u, rb, s, xs, xsum);
 #if GLU
-                v[RPT + int(r)] += segdot(1u, rb, s, xs, xsum);
+            v[RPT + int(r)] += segdot(1u, rb, s, xs, xsum);
 #endif
-            }
         }
+    }
 #if NORM_RED
-        v[NV - 1] = g_ss;
+    v[NV - 1] = g_ss;
 #endif
 #ifdef USE_SUBGROUP_REDUCE
-        for (int i = 0; i < NV; i++)
-            v[i] = subgroupAdd(v[i]);
+    for (int i = 0; i < NV; i++)
+        v[i] = subgroupAdd(v[i]);
 #if TPR > SUBGROUP_SIZE
-        // one partial per subgroup; a row group's subgroups are consecutive
-        uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
-        if (subgroupElect())
+    // one partial per subgroup; a row group's subgroups are consecutive
+    uint sg = lid / uint(SUBGROUP_SIZE), per = uint(TPR / SUBGROUP_SIZE);
+    if (subgroupElect())
+        for (uint i = 0u; i < uint(NV); i++)
+            mred[i * uint(NPART) + sg] = v[i];
+    WG_BARRIER();
+    if (l == 0u)
+        for (uint i = 0u; i < uint(NV); i++) {
+            float a = 0.0;
+            for (uint j = 0u; j < per; j++)
+                a += mred[i * uint(NPART) + sg + j];
+            v[i] = a;
+        }
+#endif
+#else
+    for (uint i = 0u; i < uint(NV); i++)
+        mred[i * uint(NPART) + lid] = v[i];
+    WG_BARRIER();
+    for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
+        if (l < st)
             for (uint i = 0u; i < uint(NV); i++)
-                mred[i * uint(NPART) + sg] = v[i];
+                mred[i * uint(NPART) + lid] += mred[i * uint(NPART) + lid + st];
         WG_BARRIER();
-        if (l == 0u)
-            for (uint i = 0u; i < uint(NV); i++) {
-                float a = 0.0;
-                for (uint j = 0u; j < per; j++)
-                    a += mred[i * uint(NPART) + sg + j];
-                v[i] = a;
-            }
+    }
+    for (uint i = 0u; i < uint(NV); i++)
+        v[i] = mred[i * uint(NPART) + lid];
 #endif
-#else
-        for (uint i = 0u; i < uint(NV); i++)
-            mred[i * uint(NPART) + lid] = v[i];
-        WG_BARRIER();
-        for (uint st = uint(TPR) / 2u; st > 0u; st >>= 1) {
-            if (l < st)
-                for (uint i = 0u; i < uint(NV); i++)
-                    mred[i * uint(NPART) + lid] += mred[i * uint(NPART) + lid + st];
-            WG_BARRIER();
-        }
-        for (uint i = 0u; i < uint(NV); i++)
-            v[i] = mred[i * uint(NPART) + lid];
-#endif
-        if (l == 0u) {
-            // x / rms(x) * w: the norm weight was applied as x was loaded, the 1 / rms here (it is linear)
+    if (l == 0u) {
+        // x / rms(x) * w: the norm weight was applied as x was loaded, the 1 / rms here (it is linear)
 #if NORM_RED
-            inv = inversesqrt(v[NV - 1] / float(K) + float(EPS));
+        inv = inversesqrt(v[NV - 1] / float(K) + float(EPS));
 #endif
-            for (uint r = 0u; r < uint(RPT); r++)
-                if (lr0 + r < u_nrows) {
+        for (uint r = 0u; r < uint(RPT); r++)
+            if (lr0 + r < u_nrows) {
 #if GLU
-                    store(u_row0 + lr0 + r, t, v[r] * inv, v[uint(RPT) + r] * inv);
+                store(u_row0 + lr0 + r, t, v[r] * inv, v[uint(RPT) + r] * inv);
 #else
-                    store(u_row0 + lr0 + r, t, v[r] * inv, 0.0);
+                store(u_row0 + lr0 + r, t, v[r] * inv, 0.0);
 #endif
-                }
-        }
-#if GRID_BARRIER
-        WG_BARRIER(); // the next row block writes mred again
-#endif
+            }
     }
 }
 #endif

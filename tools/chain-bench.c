@@ -246,10 +246,6 @@ int main(int argc, char **argv)
                 for (int vd = 0; vd < nvdef[un] && nd < 11; vd++)
                     bc->defs[nd][0] = vdefs[un][vd][0], bc->defs[nd++][1] = vdefs[un][vd][1];
                 bc->groups = (unsigned)((shapes[si].n + ucfg[ci][1] - 1) / ucfg[ci][1]);
-                for (int vd = 0; vd < nvdef[un]; vd++) /* the registry's min(cdiv(N, ROWS_PER_WG), GRID) */
-                    if (!strcmp(vdefs[un][vd][0], "GRID") && atoi(vdefs[un][vd][1]) > 0 &&
-                        (unsigned)atoi(vdefs[un][vd][1]) < bc->groups)
-                        bc->groups = (unsigned)atoi(vdefs[un][vd][1]);
                 bc->dtype = shapes[si].dt;
                 bc->n = shapes[si].n;
                 bc->k = shapes[si].k;

@@ -22,35 +22,20 @@ static float rnd(void)
     return (float)((seed >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
 }
 
-/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO, XSH, GRID, Q4P, FBITS). The first is the
- * registry default; the others put several rows on each thread (RPT) with fewer and with more threads per
- * row than K has segments, so both the idle-thread and the multi-pass loops and a partial last row group
- * are covered. Those from FIRST_XCO_SHAPE take Q4_K's x-coalesced segment order (XCO; the other formats
- * ignore it, so only Q4_K runs them) through the same three cases; those from FIRST_XSH_SHAPE stage x in
- * shared memory (XSH), the third with XCO as well. Those from FIRST_GRID_SHAPE dispatch fewer workgroups
- * than there are row blocks (GRID, "0": one a block), so workgroups loop: 3 blocks over 2 workgroups (one
- * runs two, the other one), and 2 blocks in one workgroup with x staged once for both. Those from
- * FIRST_Q4P_SHAPE read Q4_K in 64-weight segments (Q4P, Q4_K only like XCO): more threads a row than
- * segments, two segments a thread, and one a thread with x in shared memory. Those from FIRST_FBITS_SHAPE
- * turn quants into floats by bits (FBITS, Q4_K and Q6_K only): two rows a thread, with x in shared memory,
- * and with Q4P. XSH2_SHAPE stages x only where the norm is fused (XSH 2): run with and without one. */
-static const char *const shapes[][8] = {
-    {"64", "4", "1", "0", "0", "0", "0", "0"},  {"64", "4", "2", "0", "0", "0", "0", "0"},
-    {"32", "8", "4", "0", "0", "0", "0", "0"},  {"128", "4", "4", "0", "0", "0", "0", "0"},
-    {"64", "4", "2", "1", "0", "0", "0", "0"},  {"32", "8", "4", "1", "0", "0", "0", "0"},
-    {"128", "4", "4", "1", "0", "0", "0", "0"}, {"64", "4", "2", "0", "1", "0", "0", "0"},
-    {"128", "4", "4", "0", "1", "0", "0", "0"}, {"32", "8", "4", "1", "1", "0", "0", "0"},
-    {"64", "2", "1", "0", "0", "2", "0", "0"},  {"64", "4", "2", "0", "1", "1", "0", "0"},
-    {"64", "4", "2", "0", "0", "0", "1", "0"},  {"16", "4", "1", "0", "0", "0", "1", "0"},
-    {"32", "8", "2", "0", "1", "0", "1", "0"},  {"64", "4", "2", "0", "0", "0", "0", "1"},
-    {"32", "8", "4", "0", "1", "0", "0", "1"},  {"16", "4", "1", "0", "0", "0", "1", "1"},
-    {"64", "4", "2", "0", "2", "0", "0", "0"}};
+/* Workgroup shapes of the main entry: (WG_SIZE, ROWS_PER_WG, RPT, XCO, XSH). The first is the registry
+ * default; the others put several rows on each thread (RPT) with fewer and with more threads per row than K
+ * has segments, so both the idle-thread and the multi-pass loops and a partial last row group are covered.
+ * Those from FIRST_XCO_SHAPE take Q4_K's x-coalesced segment order (XCO; the other formats ignore it, so
+ * only Q4_K runs them) through the same three cases; those from FIRST_XSH_SHAPE stage x in shared memory
+ * (XSH), the third with XCO as well. XSH2_SHAPE stages x only where the norm is fused (XSH 2): run with
+ * and without one. */
+static const char *const shapes[][5] = {
+    {"64", "4", "1", "0", "0"},  {"64", "4", "2", "0", "0"}, {"32", "8", "4", "0", "0"}, {"128", "4", "4", "0", "0"},
+    {"64", "4", "2", "1", "0"},  {"32", "8", "4", "1", "0"}, {"128", "4", "4", "1", "0"}, {"64", "4", "2", "0", "1"},
+    {"128", "4", "4", "0", "1"}, {"32", "8", "4", "1", "1"}, {"64", "4", "2", "0", "2"}};
 #define FIRST_XCO_SHAPE 4
 #define FIRST_XSH_SHAPE 7
-#define FIRST_GRID_SHAPE 10
-#define FIRST_Q4P_SHAPE 12
-#define FIRST_FBITS_SHAPE 15
-#define XSH2_SHAPE 18
+#define XSH2_SHAPE 10
 
 /* Shapes of the GEMV_ROW and MATMUL_TILED entries: (WG_SIZE, RPT). The registry default, then several rows an invocation at
  * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
@@ -75,9 +60,7 @@ static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N
      * types share the generic chunk path: the default shape and one with several rows a thread */
     bool own = dt == DG_DT_F16 || dt == DG_DT_Q8_0 || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K;
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
-        if ((own || i == 0 || i == 2 || i == FIRST_XSH_SHAPE || i == FIRST_GRID_SHAPE) &&
-            ((shapes[i][3][0] == '0' && shapes[i][6][0] == '0') || dt == DG_DT_Q4_K) &&
-            (shapes[i][7][0] == '0' || dt == DG_DT_Q4_K || dt == DG_DT_Q6_K))
+        if ((own || i == 0 || i == 2 || i == FIRST_XSH_SHAPE) && (shapes[i][3][0] == '0' || dt == DG_DT_Q4_K))
             one_shape(gl, dt, entry_def, N, glu, i, 0);
 }
 
@@ -142,10 +125,6 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"RPT", shapes[shape][2]};
         d[nd++] = (struct dg_define){"XCO", shapes[shape][3]};
         d[nd++] = (struct dg_define){"XSH", shapes[shape][4]};
-        if (atoi(shapes[shape][5]) > 0)
-            d[nd++] = (struct dg_define){"GRID", shapes[shape][5]};
-        d[nd++] = (struct dg_define){"Q4P", shapes[shape][6]};
-        d[nd++] = (struct dg_define){"FBITS", shapes[shape][7]};
     }
     unsigned rows_per_wg = (unsigned)atoi(shapes[shape][1]);
     float yb[T * 8] = {0};
@@ -156,8 +135,6 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         rows_per_wg = (unsigned)(atoi(row_shapes[shape][0]) * atoi(row_shapes[shape][1]));
     /* tiled: cdiv(T, TM) = 1 token tile at the default TM 8 */
     unsigned gx = !entry_def || row ? ((unsigned)N + rows_per_wg - 1) / rows_per_wg : 1, gy = entry_def && strncmp(entry_def, "MATMUL_TILED", 12) == 0 ? 1 : T;
-    if (!entry_def && atoi(shapes[shape][5]) > 0 && gx > (unsigned)atoi(shapes[shape][5]))
-        gx = (unsigned)atoi(shapes[shape][5]); /* the registry's min(cdiv(N, ROWS_PER_WG), GRID) */
     /* without GLU the up weights (binding 4) are not bound: move the norm weights into their place */
     if (norm && !glu)
         b[3] = b[4];
@@ -183,12 +160,11 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
             worst = fmax(worst, fabs(y[o] - ref[o]));
         }
     CHECK_MSG(worst / mx < 1e-4,
-              "%s %s (WG %s, %s rows, RPT %s, XCO %s, XSH %s, GRID %s, Q4P %s, FBITS %s) N=%d glu=%d norm=%d: worst %g (max %g)",
+              "%s %s (WG %s, %s rows, RPT %s, XCO %s, XSH %s) N=%d glu=%d norm=%d: worst %g (max %g)",
               dg_dtype_info(dt)->name, entry_def ? entry_def : "main",
               row ? row_shapes[shape][0] : entry_def ? "-" : shapes[shape][0], entry_def ? "-" : shapes[shape][1],
               row ? row_shapes[shape][1] : entry_def ? "-" : shapes[shape][2], entry_def ? "-" : shapes[shape][3],
-              entry_def ? "-" : shapes[shape][4], entry_def ? "-" : shapes[shape][5], entry_def ? "-" : shapes[shape][6],
-              entry_def ? "-" : shapes[shape][7], N, glu, norm, worst, mx);
+              entry_def ? "-" : shapes[shape][4], N, glu, norm, worst, mx);
 out:
     free(w);
     free(u);
@@ -235,18 +211,10 @@ DG_TEST(kp_matmul_norm_in)
                     one_shape(gl, dts[i], entries[e], 5, norm == 1, FIRST_XSH_SHAPE, norm);
                     if (dts[i] == DG_DT_Q4_K)
                         one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_XSH_SHAPE + 2, norm);
-                    if (dts[i] == DG_DT_Q4_K) /* 64-weight segments, one a thread, x in shared memory */
-                        one_shape(gl, dts[i], entries[e], 5, norm == 1, FIRST_Q4P_SHAPE + 2, norm);
-                    if (dts[i] == DG_DT_Q4_K) /* quants by bits, without and with x in shared memory */
-                        for (int f = FIRST_FBITS_SHAPE; f < FIRST_FBITS_SHAPE + 2; f++)
-                            one_shape(gl, dts[i], entries[e], 5, norm == 1, f, norm);
                     /* x staged with the fused norm, read from global memory without one */
                     one_shape(gl, dts[i], entries[e], 5, norm == 2, XSH2_SHAPE, norm);
                     if (norm == 1)
                         one_shape(gl, dts[i], entries[e], 5, 0, XSH2_SHAPE, 0);
-                    /* workgroups looping over row blocks: the norm's 1 / rms reduced once for all of them */
-                    one_shape(gl, dts[i], entries[e], 5, norm == 2, FIRST_GRID_SHAPE, norm);
-                    one_shape(gl, dts[i], entries[e], 5, norm == 1, FIRST_GRID_SHAPE + 1, norm);
                 }
             }
 }
