@@ -4,7 +4,7 @@
 // Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
 // Entries: main (default: ROWS_PER_WG rows a workgroup, WG_SIZE / ROWS_PER_WG threads a row, subgroup
 // or shared-memory reduction), GEMV_ROW (one invocation per row: fastest where barriers are costly, as on
-// llvmpipe), MATMUL_TILED (prefill: one invocation per row and TM tokens, x tiles of TM x KS in shared),
+// llvmpipe), MATMUL_TILED (prefill: one invocation per RPT rows and TM tokens, x tiles of TM x KS in shared),
 // MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
 // shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
@@ -173,9 +173,10 @@ void store(uint n, uint t, float g, float u)
 
 #if defined(MATMUL_TILED)
 shared vec4 xs[TM * (KS / 4)];
-// RPT (tiled): rows an invocation, u + i * WG_SIZE of its workgroup's WG_SIZE * RPT for i < RPT: each x
-// vec4 read from shared memory is applied to RPT rows' decoded chunks, so the shared-memory reads per FMA
-// drop by RPT (one vec4 read a 4-FMA dot product at RPT 1).
+// RPT (tiled): rows an invocation. Invocation u of a workgroup computes rows base + u + i * WG_SIZE for
+// i < RPT (base: the workgroup's first of WG_SIZE * RPT rows), and each x vec4 it reads from shared memory
+// feeds all RPT rows' decoded chunks, so the shared-memory reads per FMA drop by RPT (one vec4 read a
+// 4-FMA dot product at RPT 1). The nvidia profile uses 2 on f16 weights only (src/kpath/plan.c).
 #ifndef RPT
 #define RPT 1
 #endif

@@ -289,9 +289,10 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         add_knob_pref(plan, "ffn_gate_up", "tiled", "TM", "16");
         /* and two rows an invocation on f16 weights (each x vec4 from shared memory feeds both rows' FMAs):
          * pp512 on the 1B F16 shape 7698 / 7700 -> 11965 / 11931 tok/s (4 rows 10221, 2 rows at TM 8
-         * 8646). Not on the quantized paths: Q4_K at 2 rows fell to 1072 tok/s against 7935 (its chunk
-         * decode no longer fits the registers), 8B Q4_K_M 1297 -> 154.
-         * (bench-results/2026-12-03-nvidia-h200-tiled-rpt.txt) */
+         * 8646). Not on the quantized paths: Q4_K at 2 rows fell to 1072 tok/s against 7935 (8B Q4_K_M
+         * 1297 -> 154), and to 3541 against 9129 once its scale decode used selects, most likely its
+         * decoded chunks spilling out of the registers.
+         * (bench-results/2026-12-03-nvidia-h200-tiled-rpt.txt, ...-tiled-rpt-q4k.txt) */
         add_knob_pref_for(plan, "f16", "matmul", "tiled", "RPT", "2");
         add_knob_pref_for(plan, "f16", "ffn_gate_up", "tiled", "RPT", "2");
         /* Prefill stays on `tiled`: on the H200 the register-blocked tiled_rb (64 x 64 tiles, 256
