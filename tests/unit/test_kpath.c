@@ -511,4 +511,5 @@ DG_TEST(kpath_knob_prefs_by_weight_format)
         dg_kp_resolved_free(&r);
         dg_kpath_free(&p);
     }
+    dg_kp_registry_free(&reg);
 }
