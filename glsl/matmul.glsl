@@ -4,8 +4,8 @@
 // Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
 // Entries: main (default: ROWS_PER_WG rows a workgroup, WG_SIZE / ROWS_PER_WG threads a row, subgroup
 // or shared-memory reduction), GEMV_ROW (one invocation per row: fastest where barriers are costly, as on
-// llvmpipe), MATMUL_TILED (prefill: one invocation per RPT rows and TM tokens, x tiles of TM x KS in shared),
-// MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
+// llvmpipe), MATMUL_TILED (prefill: one invocation per RPT rows and TM tokens, x tiles of TM x KS in
+// shared), MATMUL_TILED_RB (prefill, register-blocked: TB x TB output tiles, weights decoded once per slab into
 // shared memory).
 // Uniforms: location 0 u_row0 / 1 u_nrows: the rows of W this dispatch sees (tensors split by rows to fit
 // the SSBO size limit); output row = u_row0 + local row. 2 u_t0: the first token row (main and row).

@@ -37,17 +37,21 @@ static const char *const shapes[][5] = {
 #define FIRST_XSH_SHAPE 7
 #define XSH2_SHAPE 10
 
-/* Shapes of the GEMV_ROW and MATMUL_TILED entries: (WG_SIZE, RPT). The registry default, then several rows an invocation at
- * N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the last one's
- * invocations partly idle). */
+/* Shapes of the GEMV_ROW and MATMUL_TILED entries: (WG_SIZE, RPT). The registry default, then several rows
+ * an invocation at N = 5 in one workgroup (rows past the end recomputed, not stored) and in several (the
+ * last one's invocations partly idle). */
 static const char *const row_shapes[][2] = {{"64", "1"}, {"4", "2"}, {"2", "2"}};
+static bool takes_row_shapes(const char *entry_def)
+{
+    return entry_def && (!strcmp(entry_def, "GEMV_ROW") || !strcmp(entry_def, "MATMUL_TILED"));
+}
 
 /* norm: 0 x as given; 1 the RMS norm fused in (HAS_NORM_IN, x / rms(x) * w); 2 Gemma's (1 + w) form */
 static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu, int shape, int norm);
 
 static void one(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def, int N, int glu)
 {
-    if (entry_def && (!strcmp(entry_def, "GEMV_ROW") || !strcmp(entry_def, "MATMUL_TILED"))) {
+    if (takes_row_shapes(entry_def)) {
         for (int i = 0; i < (int)(sizeof row_shapes / sizeof row_shapes[0]); i++)
             one_shape(gl, dt, entry_def, N, glu, i, 0);
         return;
@@ -111,8 +115,7 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
         d[nd++] = (struct dg_define){"EPS", "1e-5"};
         d[nd++] = (struct dg_define){"GEMMA", norm == 2 ? "1" : "0"};
     }
-    /* the row and tiled entries take (WG_SIZE, RPT) from row_shapes: RPT rows an invocation */
-    bool row = entry_def && (!strcmp(entry_def, "GEMV_ROW") || !strcmp(entry_def, "MATMUL_TILED"));
+    bool row = takes_row_shapes(entry_def); /* (WG_SIZE, RPT) from row_shapes: RPT rows an invocation */
     if (entry_def) {
         d[nd++] = (struct dg_define){entry_def, "1"};
         if (row) {

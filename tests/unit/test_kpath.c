@@ -15,6 +15,21 @@ static bool load_reg(struct dg_kp_registry *r)
     return st == DG_OK;
 }
 
+/* Loads the built-in path `id` into p and starts plan under the nvidia profile; false (the test failed)
+ * when the path does not load. */
+static bool nvidia_path(const struct dg_kp_registry *reg, const char *id, struct dg_kpath *p, struct dg_kplan *plan)
+{
+    char file[1200];
+    CHECK_OK(dg_kpath_resolve_file(id, file, sizeof file));
+    if (dg_kpath_load(file, reg, NULL, p) != DG_OK) {
+        CHECK_MSG(false, "%s: %s", id, dg_last_error());
+        return false;
+    }
+    dg_kplan_init(plan);
+    CHECK_OK(dg_kplan_apply_profile(plan, "nvidia"));
+    return true;
+}
+
 static const char *families[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"};
 static const char *formats[] = {"f32", "f16-native", "q8_0", "q4k-fused", "q4k-dequant-f16", "q4k-dequant-f32"};
 
@@ -81,16 +96,11 @@ DG_TEST(kpath_fused_attention_plan)
     static const char *const want[2] = {"matmul,matmul,matmul,attention_fused,matmul,ffn_gate_up,matmul",
                                         "matmul,matmul,matmul,attention_fused,matmul,ffn_gate_up,matmul"};
     for (int i = 0; i < 2; i++) {
-        char file[1200], got[1024];
-        CHECK_OK(dg_kpath_resolve_file(ids[i], file, sizeof file));
+        char got[1024];
         struct dg_kpath p;
-        if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
-            CHECK_MSG(false, "%s", dg_last_error());
-            continue;
-        }
         struct dg_kplan plan;
-        dg_kplan_init(&plan);
-        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+        if (!nvidia_path(&reg, ids[i], &p, &plan))
+            continue;
         CHECK_OK(dg_kplan_apply_json(&plan, "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}}", "test"));
         struct dg_kp_resolved r;
         CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
@@ -126,13 +136,10 @@ DG_TEST(kpath_fused_attention_plan)
         dg_kpath_free(&p);
     }
     /* rope_kv moved away from attention: no fusion */
-    char file[1200], got[1024];
-    CHECK_OK(dg_kpath_resolve_file("llama-f32", file, sizeof file));
+    char got[1024];
     struct dg_kpath p;
-    if (dg_kpath_load(file, &reg, NULL, &p) == DG_OK) {
-        struct dg_kplan plan;
-        dg_kplan_init(&plan);
-        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+    struct dg_kplan plan;
+    if (nvidia_path(&reg, "llama-f32", &p, &plan)) {
         CHECK_OK(dg_kplan_apply_json(&plan,
                                      "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}, \"layerPipeline\": "
                                      "{\"decode\": [\"q_proj\", \"k_proj\", \"v_proj\", \"rope_kv\", \"o_proj\", "
@@ -483,16 +490,10 @@ DG_TEST(kpath_knob_prefs_by_weight_format)
     static const char *const ids[2] = {"llama-f16-native", "llama-q4k-fused"};
     static const char *const want[2] = {"2", NULL};
     for (int i = 0; i < 2; i++) {
-        char file[1200];
-        CHECK_OK(dg_kpath_resolve_file(ids[i], file, sizeof file));
         struct dg_kpath p;
-        if (dg_kpath_load(file, &reg, NULL, &p) != DG_OK) {
-            CHECK_MSG(false, "%s", dg_last_error());
-            continue;
-        }
         struct dg_kplan plan;
-        dg_kplan_init(&plan);
-        CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+        if (!nvidia_path(&reg, ids[i], &p, &plan))
+            continue;
         struct dg_kp_resolved r;
         CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, true, &r));
         int tiled = 0;
