@@ -66,6 +66,8 @@ for k in ["model.layers", "model.hidden", "model.heads", "model.kv_heads", "mode
 assert r["model"]["layers"] == 3 and r["model"]["hidden"] == 64 and r["model"]["vocab"] == 512, r["model"]
 assert r["quant"]["label"] == "f32"
 assert r["per_token"]["readback_bytes_decode"] == 4, r["per_token"]
+# the warm-up repeats prefill passes until two agree within 10%, at least 2 and at most 4
+assert 2 <= r["pp"]["warmup_passes"] <= 4, r["pp"]
 assert [t["test"] for t in r["tests"]] == ["pp8", "tg4"], r["tests"]
 for t in r["tests"]:
     assert len(t["samples_tok_s"]) == 2 and all(x > 0 for x in t["samples_tok_s"]), t
