@@ -14,7 +14,8 @@
 // workgroup; both apply it to the dot products at the end; prefill: per token before the tiles), so a
 // layer has no separate norm dispatches.
 // OUT3 (kernel matmul_qkv): W is the q, k and v projections' rows one after the other; output rows below
-// N1 go to y, the next N2 to y2 and the rest to y3, so one dispatch computes all three.
+// N1 go to y, the next N2 to y2 and the rest to y3, so one dispatch computes all three. OUT2 (kernel
+// matmul_qk, for layers whose v has another format than q and k): rows below N1 go to y, the rest to y2.
 // Bindings: 0 x (read), 1 W, 2 bias, 3 y (written; read too with ACCUMULATE), 4 up weights (GLU),
 // 5 norm weights (HAS_NORM_IN), 6 y2 / 7 y3 (OUT3).
 
@@ -77,11 +78,13 @@ layout(std430, binding = 3) buffer Yb { float Y[]; };
 #else
 layout(std430, binding = 3) writeonly buffer Yb { float Y[]; };
 #endif
-#ifdef OUT3
+#if defined(OUT3) || defined(OUT2)
 #if ACCUMULATE || GLU
-#error OUT3 writes plain projections (no ACCUMULATE, no GLU)
+#error OUT3 and OUT2 write plain projections (no ACCUMULATE, no GLU)
 #endif
 layout(std430, binding = 6) writeonly buffer Y2b { float Y2[]; };
+#endif
+#ifdef OUT3
 layout(std430, binding = 7) writeonly buffer Y3b { float Y3[]; };
 #endif
 layout(location = 0) uniform uint u_row0;
@@ -159,6 +162,11 @@ void store(uint n, uint t, float g, float u)
         Y3[t * uint(N - N1 - N2) + n - uint(N1 + N2)] = v;
     else if (n >= uint(N1))
         Y2[t * uint(N2) + n - uint(N1)] = v;
+    else
+        Y[t * uint(N1) + n] = v;
+#elif defined(OUT2)
+    if (n >= uint(N1))
+        Y2[t * uint(N - N1) + n - uint(N1)] = v;
     else
         Y[t * uint(N1) + n] = v;
 #else

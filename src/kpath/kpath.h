@@ -233,7 +233,8 @@ struct dg_kplan {
     struct dg_kp_choice strict;        /* "true" / "false" */
     struct dg_kp_choice kv_dtype;      /* f16 | f32 */
     /* "true": the executor runs a layer's q, k and v projections as one matmul_qkv dispatch where the three
-     * weights share a format and width (the layers of Q4_K_M files whose v is Q6_K keep three) */
+     * weights share a format and width, and q and k as one matmul_qk dispatch where only those two do (the
+     * layers of Q4_K_M files whose v is Q6_K) */
     struct dg_kp_choice qkv_fusion;
     struct dg_kp_opvariants variants[DG_KP_MAX_VARIANTS];
     int n_variants;

@@ -216,14 +216,15 @@ static struct dg_gpu_tensor *tensor_get(struct dg_exec *ex, const char *name, dg
 }
 
 /* The q, k and v projections (or their biases) of a layer as one tensor, rows in that order, for
- * matmul_qkv. The source bytes are concatenated row-major and uploaded as one tensor, so conversion or
- * quantization at load is the same per row as for the three apart; the three are never uploaded alone
- * when every step that reads them is fused. NULL with *st set when they differ in format or width. */
-static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *names[3], dg_status *st)
+ * matmul_qkv (n 3), or q and k alone for matmul_qk (n 2). The source bytes are concatenated row-major and
+ * uploaded as one tensor, so conversion or quantization at load is the same per row as for the parts
+ * apart; the parts are never uploaded alone when every step that reads them is fused. NULL with *st set
+ * when they differ in format or width. */
+static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *names[3], int n, dg_status *st)
 {
     *st = DG_OK;
     char key[DG_TENSOR_NAME_MAX];
-    if (snprintf(key, sizeof key, "%s+kv", names[0]) >= (int)sizeof key) {
+    if (snprintf(key, sizeof key, "%s+%s", names[0], n == 3 ? "kv" : "k") >= (int)sizeof key) {
         *st = dg_fail(DG_E_UNSUPPORTED, "tensor %s: name too long to fuse q/k/v", names[0]);
         return NULL;
     }
@@ -233,12 +234,12 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
     const struct dg_tensor *t[3];
     uint64_t nbytes = 0;
     int64_t rows = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         t[i] = dg_model_find(ex->m, names[i]);
         if (!t[i] || t[i]->dtype != t[0]->dtype || t[i]->ndim != t[0]->ndim || t[i]->layout != t[0]->layout ||
             t[i]->transposed || (t[i]->ndim >= 2 && t[i]->shape[t[i]->ndim - 1] != t[0]->shape[t[0]->ndim - 1])) {
-            *st = dg_fail(DG_E_INTERNAL, "tensors %s, %s, %s: cannot be fused (missing, or different format or width)",
-                          names[0], names[1], names[2]);
+            *st = dg_fail(DG_E_INTERNAL, "tensors %s, %s%s%s: cannot be fused (missing, or different format or width)",
+                          names[0], names[1], n == 3 ? ", " : "", n == 3 ? names[2] : "");
             return NULL;
         }
         nbytes += t[i]->nbytes;
@@ -250,7 +251,7 @@ static struct dg_gpu_tensor *tensor_get_qkv(struct dg_exec *ex, const char *name
         return NULL;
     }
     uint64_t off = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         memcpy(data + off, t[i]->data, t[i]->nbytes);
         off += t[i]->nbytes;
     }
@@ -578,7 +579,8 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                     sw = &s->weights[i];
             if (!sw)
                 continue;
-            /* matmul_qkv: the role's k and v companions name the other two tensors to concatenate */
+            /* matmul_qkv: the role's k and v companions name the other two tensors to concatenate
+             * (matmul_qk: the k companion alone) */
             char rk[DG_KP_NAME + 2], rv[DG_KP_NAME + 2];
             snprintf(rk, sizeof rk, "%s_k", b->role);
             snprintf(rv, sizeof rv, "%s_v", b->role);
@@ -589,15 +591,16 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                 if (!strcmp(s->weights[i].role, rv))
                     swv = &s->weights[i];
             }
-            if (swk && swv) {
-                char nm[3][DG_TENSOR_NAME_MAX];
+            if (swk) {
+                char nm[3][DG_TENSOR_NAME_MAX] = {"", "", ""};
                 const char *names[3] = {nm[0], nm[1], nm[2]};
                 const struct dg_kp_weight *parts[3] = {sw, swk, swv};
+                int nparts = swv ? 3 : 2;
                 dg_status st = DG_OK;
-                for (int i = 0; i < 3 && !st; i++)
+                for (int i = 0; i < nparts && !st; i++)
                     st = dg_kpath_weight_name(parts[i]->tmpl, layer, nm[i], sizeof nm[i]);
                 if (!st)
-                    c.w[bi] = tensor_get_qkv(ex, names, &st);
+                    c.w[bi] = tensor_get_qkv(ex, names, nparts, &st);
                 if (st)
                     return dg_fail_context(st, "%s: ", where);
                 if (!c.primary)
@@ -890,13 +893,15 @@ static int64_t max_attention_nsplit(const struct dg_kplan *plan, const struct dg
 }
 
 /* Under the plan's qkvFusion: steps i, i+1, i+2 of a layer are plain matmuls of one input writing q, k
- * and v with the same entry, constants (the tuner's aside) and norm, and the layer's three weights (and
- * biases, all or none) share a format and width: fills `out` with one matmul_qkv step for them. */
-static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, int n, int i, int L,
-                        struct dg_kp_step *out)
+ * and v with the same entry, constants (the tuner's aside) and norm. Where the layer's three weights (and
+ * biases, all or none) share a format and width, fills `out` with one matmul_qkv step for them and returns
+ * 3; where only q's and k's do (Q4_K_M keeps some layers' v in Q6_K), one matmul_qk step for those two,
+ * returning 2 (v stays its own step); else 0. */
+static int qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, int n, int i, int L,
+                       struct dg_kp_step *out)
 {
     if (strcmp(ex->plan.qkv_fusion.value, "true") || i + 2 >= n || !dg_kp_kernel_find(ex->reg, "matmul_qkv"))
-        return false;
+        return 0;
     const struct dg_hparams *hp = &ex->m->hp;
     static const char *const outs[3] = {"q", "k", "v"};
     const char *tmpl[3][3] = {{NULL}}; /* [step][weight, norm_in, bias] */
@@ -905,17 +910,17 @@ static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, i
         if (strcmp(s->kernel, "matmul") || strcmp(s->op, "matmul") || strcmp(s->entry, st[i].entry) ||
             !layer_selected(hp, s->layers, L) || s->n_input != 1 || strcmp(s->input[0], st[i].input[0]) ||
             s->n_output != 1 || strcmp(s->output[0], outs[j]))
-            return false;
+            return 0;
         for (int w = 0; w < s->n_weights; w++) {
             const char *r = s->weights[w].role;
             int slot = !strcmp(r, "weight") ? 0 : !strcmp(r, "norm_in") ? 1 : !strcmp(r, "bias") ? 2 : -1;
             if (slot < 0 || strchr(s->weights[w].tmpl, '|'))
-                return false;
+                return 0;
             tmpl[j][slot] = s->weights[w].tmpl;
         }
         if (!tmpl[j][0] || !tmpl[j][1] != !tmpl[0][1] || (tmpl[j][1] && strcmp(tmpl[j][1], tmpl[0][1])) ||
             !tmpl[j][2] != !tmpl[0][2])
-            return false;
+            return 0;
         /* the same constants apart from tuner-chosen ones (the fused step runs the q step's) */
         for (int c = 0; c < s->n_consts; c++) {
             if (s->tuned_consts & (1u << c))
@@ -925,9 +930,11 @@ static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, i
                 same |= !(st[i].tuned_consts & (1u << d)) && !strcmp(st[i].consts[d].name, s->consts[c].name) &&
                         !strcmp(st[i].consts[d].value, s->consts[c].value);
             if (!same || (!strcmp(s->consts[c].name, "ACCUMULATE") && strcmp(s->consts[c].value, "0")))
-                return false;
+                return 0;
         }
     }
+    /* how many of q, k, v (from q on) share the weights' (and biases') format and width: 1, 2 or 3 */
+    int nshare = 3;
     for (int slot = 0; slot < 3; slot += 2) {
         if (!tmpl[0][slot])
             continue;
@@ -936,36 +943,38 @@ static bool qkv_fusable(const struct dg_exec *ex, const struct dg_kp_step *st, i
             char nm[DG_TENSOR_NAME_MAX];
             if (dg_kpath_weight_name(tmpl[j][slot], L, nm, sizeof nm) != DG_OK) {
                 dg_clear_error();
-                return false;
+                return 0;
             }
             const struct dg_tensor *t = dg_model_find(ex->m, nm);
             if (!t || t->layout != DG_LAYOUT_ROW || t->transposed)
-                return false;
+                return 0;
             if (!t0)
                 t0 = t;
-            else if (t->dtype != t0->dtype || t->ndim != t0->ndim ||
-                     (t->ndim >= 2 && t->shape[t->ndim - 1] != t0->shape[t0->ndim - 1]))
-                return false; /* biases (1-D) only share the format */
+            else if ((t->dtype != t0->dtype || t->ndim != t0->ndim ||
+                      (t->ndim >= 2 && t->shape[t->ndim - 1] != t0->shape[t0->ndim - 1])) && j < nshare)
+                nshare = j; /* biases (1-D) only share the format */
         }
     }
+    if (nshare < 2 || (nshare == 2 && !dg_kp_kernel_find(ex->reg, "matmul_qk")))
+        return 0;
     *out = st[i];
-    snprintf(out->kernel, sizeof out->kernel, "matmul_qkv");
-    snprintf(out->role, sizeof out->role, "qkv_proj");
+    snprintf(out->kernel, sizeof out->kernel, nshare == 3 ? "matmul_qkv" : "matmul_qk");
+    snprintf(out->role, sizeof out->role, nshare == 3 ? "qkv_proj" : "qk_proj");
     out->n_weights = 0;
     static const char *const roles[3][3] = {{"weight", "weight_k", "weight_v"}, {"norm_in", NULL, NULL},
                                             {"bias", "bias_k", "bias_v"}};
     for (int slot = 0; slot < 3; slot++)
-        for (int j = 0; j < 3 && tmpl[0][slot]; j++) {
+        for (int j = 0; j < nshare && tmpl[0][slot]; j++) {
             if (!roles[slot][j])
                 continue;
             struct dg_kp_weight *w = &out->weights[out->n_weights++];
             snprintf(w->role, sizeof w->role, "%s", roles[slot][j]);
             snprintf(w->tmpl, sizeof w->tmpl, "%s", tmpl[j][slot]);
         }
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < nshare; j++)
         snprintf(out->output[j], DG_KP_NAME, "%s", outs[j]);
-    out->n_output = 3;
-    return true;
+    out->n_output = nshare;
+    return nshare;
 }
 
 /* True when a decode step runs a kernel entry that reads Q8_0 / Q6_K fastest in the split layout (the
@@ -1020,11 +1029,12 @@ static dg_status build_phase(struct dg_exec *ex, bool prefill)
                 continue;
             snprintf(where, sizeof where, "%s[%d] (layer %d)", prefill ? "prefill.steps" : "decode.steps", i, L);
             struct dg_kp_step qkv;
-            if (qkv_fusable(ex, r.sec[1].steps, r.sec[1].n_steps, i, L, &qkv)) {
-                snprintf(where, sizeof where, "%s[%d..%d] (layer %d, q/k/v fused)",
-                         prefill ? "prefill.steps" : "decode.steps", i, i + 2, L);
+            int nf = qkv_fusable(ex, r.sec[1].steps, r.sec[1].n_steps, i, L, &qkv);
+            if (nf) {
+                snprintf(where, sizeof where, "%s[%d..%d] (layer %d, %s fused)",
+                         prefill ? "prefill.steps" : "decode.steps", i, i + nf - 1, L, nf == 3 ? "q/k/v" : "q/k");
                 st = build_step(ex, ph, &qkv, L, where, &hz, T);
-                i += 2;
+                i += nf - 1;
                 continue;
             }
             st = build_step(ex, ph, &r.sec[1].steps[i], L, where, &hz, T);
