@@ -152,7 +152,8 @@ int main(int argc, char **argv)
     };
     for (size_t i = 0; i < sizeof floors / sizeof floors[0]; i++)
         cases[nc++] = floors[i];
-    /* GEMVs at Llama-3.2-1B shapes (Q4_K_M: q/k/o/gate/up Q4_K, v and down Q6_K in half the layers) */
+    /* GEMVs at Llama-3.2-1B shapes (Q4_K_M: q/k/o/gate/up Q4_K, v and down Q6_K in half the layers);
+     * norm 1: with HAS_NORM_IN, 0: ACCUMULATE, 2: neither (the LM head after its own norm step) */
     static const struct { const char *name; int dt; long n, k; int glu, norm; } shapes[] = {
         {"q4k q 2048x2048 norm", DG_DT_Q4_K, 2048, 2048, 0, 1},
         {"q4k o 2048x2048 acc", DG_DT_Q4_K, 2048, 2048, 0, 0},
@@ -163,6 +164,7 @@ int main(int argc, char **argv)
         {"q4k down 2048x8192 acc", DG_DT_Q4_K, 2048, 8192, 0, 0},
         {"q6k lm_head 128256x2048 norm", DG_DT_Q6_K, 128256, 2048, 0, 1},
         {"q6ks lm_head 128256x2048 norm", DG_WTYPE_Q6_K_SPLIT, 128256, 2048, 0, 1},
+        {"q6ks lm_head 128256x2048 plain", DG_WTYPE_Q6_K_SPLIT, 128256, 2048, 0, 2},
         {"q6ks down 2048x8192 acc", DG_WTYPE_Q6_K_SPLIT, 2048, 8192, 0, 0},
         {"q6ks v 512x2048 norm", DG_WTYPE_Q6_K_SPLIT, 512, 2048, 0, 1},
         {"q8_0 q 2048x2048 norm", DG_DT_Q8_0, 2048, 2048, 0, 1},
@@ -239,9 +241,9 @@ int main(int argc, char **argv)
                 bc->defs[nd][0] = "K", bc->defs[nd++][1] = sv[5];
                 if (shapes[si].glu)
                     bc->defs[nd][0] = "GLU", bc->defs[nd++][1] = "1";
-                if (shapes[si].norm)
+                if (shapes[si].norm == 1)
                     bc->defs[nd][0] = "HAS_NORM_IN", bc->defs[nd++][1] = "1";
-                else
+                else if (shapes[si].norm == 0)
                     bc->defs[nd][0] = "ACCUMULATE", bc->defs[nd++][1] = "1";
                 for (int vd = 0; vd < nvdef[un] && nd < 11; vd++)
                     bc->defs[nd][0] = vdefs[un][vd][0], bc->defs[nd++][1] = vdefs[un][vd][1];

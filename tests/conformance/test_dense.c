@@ -108,6 +108,15 @@ DG_TEST(conf_gemma2_f32_fused_attention) { with_profile("nvidia", fused_plan, 4,
 DG_TEST(conf_gemma3_f32_fused_attention) { with_profile("nvidia", fused_plan, 5, "f32", 1e-3); }
 DG_TEST(conf_phi3_f32_fused_attention) { with_profile("nvidia", fused_plan, 6, "f32", 1e-3); }
 DG_TEST(conf_qwen3_f32_fused_attention) { with_profile("nvidia", fused_plan, 3, "f32", 1e-3); }
+/* attention_fused hands key blocks to its splits round robin. With the nvidia profile's CHUNK 16 /
+ * NSPLIT 16 the decodes at positions 12-39 have 1-3 blocks, so most splits have none and no split has two.
+ * CHUNK 2 / NSPLIT 4 gives them 7-20 blocks: every split takes several, and the combine merges four
+ * non-empty partials; on Gemma 2 as well, whose sliding window moves the first key. Same tolerance as the
+ * other f32 cases. */
+static const char *const fused_wrap_plan = "{\"variants\": {\"attention\": {\"decode\": \"fused\"}}, "
+                                           "\"knobs\": {\"attention_fused\": {\"main\": {\"CHUNK\": 2, \"NSPLIT\": 4}}}}";
+DG_TEST(conf_llama_f32_fused_attention_wrap) { with_profile("nvidia", fused_wrap_plan, 0, "f32", 1e-3); }
+DG_TEST(conf_gemma2_f32_fused_attention_wrap) { with_profile("nvidia", fused_wrap_plan, 4, "f32", 1e-3); }
 
 /* qkvFusion (on in the llvmpipe profile): a layer's q, k and v projections run as one matmul_qkv dispatch,
  * in decode and in prefill; Qwen2 has q/k/v biases, which are concatenated with the weights. The decode
