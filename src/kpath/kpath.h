@@ -244,10 +244,11 @@ struct dg_kplan {
     int n_layer_pipeline[2];
     char layer_pipeline_src[DG_KP_NAME];
     /* Knob values a profile measured best on its device family, for steps of `kernel` whose resolved entry
-     * is `entry` (and, where `wformat` is set, only in paths of that weight format); a path step's own
-     * constants win over them. */
+     * is `entry` (and, where `wformat` is set, only in paths of that weight format; where `op` is set, only
+     * steps of that op, e.g. lm_head); a path step's own constants win over them, and of two preferences
+     * for one knob the first that applies. */
     struct dg_kp_knob_pref {
-        char kernel[DG_KP_NAME], entry[DG_KP_NAME], wformat[DG_KP_NAME];
+        char kernel[DG_KP_NAME], entry[DG_KP_NAME], wformat[DG_KP_NAME], op[DG_KP_NAME];
         struct dg_kp_const c;
     } knob_prefs[64];
     int n_knob_prefs;

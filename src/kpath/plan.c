@@ -63,24 +63,31 @@ static const struct dg_kp_variants *variants_find(const struct dg_kplan *plan, c
 
 static const char *const profiles[] = {"fast", "safe", "debug", "fused", "llvmpipe", "nvidia", "mali", "v3d", "adreno", NULL};
 
-/* wformat: the path weight format the preference is for ("" any) */
-static void add_knob_pref_for(struct dg_kplan *plan, const char *wformat, const char *kernel, const char *entry,
-                              const char *name, const char *value)
+/* wformat: the path weight format the preference is for, op: the step op ("" any) */
+static void add_knob_pref_where(struct dg_kplan *plan, const char *wformat, const char *op, const char *kernel,
+                                const char *entry, const char *name, const char *value)
 {
     if (plan->n_knob_prefs == (int)(sizeof plan->knob_prefs / sizeof plan->knob_prefs[0]))
         return;
     struct dg_kp_knob_pref *k = &plan->knob_prefs[plan->n_knob_prefs++];
     snprintf(k->wformat, sizeof k->wformat, "%s", wformat);
+    snprintf(k->op, sizeof k->op, "%s", op);
     snprintf(k->kernel, sizeof k->kernel, "%s", kernel);
     snprintf(k->entry, sizeof k->entry, "%s", entry);
     snprintf(k->c.name, sizeof k->c.name, "%s", name);
     snprintf(k->c.value, sizeof k->c.value, "%s", value);
 }
 
+static void add_knob_pref_for(struct dg_kplan *plan, const char *wformat, const char *kernel, const char *entry,
+                              const char *name, const char *value)
+{
+    add_knob_pref_where(plan, wformat, "", kernel, entry, name, value);
+}
+
 static void add_knob_pref(struct dg_kplan *plan, const char *kernel, const char *entry, const char *name,
                           const char *value)
 {
-    add_knob_pref_for(plan, "", kernel, entry, name, value);
+    add_knob_pref_where(plan, "", "", kernel, entry, name, value);
 }
 
 /* Index of the step's constant `name`, or -1. */
@@ -170,7 +177,7 @@ static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_reg
     for (int i = 0; k && i < plan->n_knob_prefs; i++) {
         const struct dg_kp_knob_pref *kp = &plan->knob_prefs[i];
         if (strcmp(kp->kernel, s->kernel) || strcmp(kp->entry, s->entry) || !dg_kp_knob_find(k, kp->c.name) ||
-            (kp->wformat[0] && strcmp(kp->wformat, wformat)))
+            (kp->wformat[0] && strcmp(kp->wformat, wformat)) || (kp->op[0] && strcmp(kp->op, s->op)))
             continue;
         if (const_index(s, kp->c.name) < 0 && s->n_consts < DG_KP_MAX_CONSTS)
             s->consts[s->n_consts++] = kp->c;
@@ -248,6 +255,10 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         /* Measured on an H100 (bench-results/, Llama-3.2-1B shape, tg64): 256-thread GEMV workgroups of 8
          * rows (32 threads = one subgroup per row, so the reduction is one subgroupAdd) and 256-thread
          * norms: 218 -> 256 tok/s on Q4_K_M and 273 -> 357 tok/s on F16 against the 64x4 defaults. */
+        /* except the LM head (128k rows), which reads faster at 16 rows a workgroup: tools/chain-bench.c
+         * on the H200 (2026-12-03), the Llama-3.2-1B Q6_K head in the split layout, 256 threads, 2 rows a
+         * thread: 101.0 -> 92.5 us (x staged in shared memory was slower there: 116.4 / 104.0 us) */
+        add_knob_pref_where(plan, "", "lm_head", "matmul", "main", "ROWS_PER_WG", "16");
         add_knob_pref(plan, "matmul", "main", "WG_SIZE", "256");
         add_knob_pref(plan, "matmul", "main", "ROWS_PER_WG", "8");
         add_knob_pref(plan, "ffn_gate_up", "main", "WG_SIZE", "256");

@@ -514,3 +514,34 @@ DG_TEST(kpath_knob_prefs_by_weight_format)
     }
     dg_kp_registry_free(&reg);
 }
+
+/* A knob preference can name the step op it is for: the nvidia profile gives the decode LM head 16 rows a
+ * workgroup and every other decode matmul/main step 8, whichever order the steps come in. */
+DG_TEST(kpath_knob_prefs_by_op)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath p;
+    struct dg_kplan plan;
+    if (nvidia_path(&reg, "llama-q4k-fused", &p, &plan)) {
+        struct dg_kp_resolved r;
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+        int heads = 0, others = 0;
+        for (int sc = 0; sc < 4; sc++)
+            for (int s = 0; s < r.sec[sc].n_steps; s++) {
+                const struct dg_kp_step *st = &r.sec[sc].steps[s];
+                if (strcmp(st->kernel, "matmul") || strcmp(st->entry, "main"))
+                    continue;
+                bool head = !strcmp(st->op, "lm_head");
+                const char *rows = step_const(st, "ROWS_PER_WG");
+                CHECK_MSG(rows && !strcmp(rows, head ? "16" : "8"), "decode %s (%s): ROWS_PER_WG %s", st->op,
+                          st->role, rows ? rows : "unset");
+                *(head ? &heads : &others) += 1;
+            }
+        CHECK_MSG(heads == 1 && others >= 4, "%d LM head and %d other decode matmul steps", heads, others);
+        dg_kp_resolved_free(&r);
+        dg_kpath_free(&p);
+    }
+    dg_kp_registry_free(&reg);
+}
