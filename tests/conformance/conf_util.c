@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/plan_opts.h"
 #include "pipe/exec.h"
 #include "test.h"
 
@@ -27,6 +28,45 @@ const struct dg_kp_registry *conf_registry(void)
         atexit(free_reg);
     }
     return &reg;
+}
+
+dg_status conf_run_ids(struct dg_gl *gl, const struct dg_model *m, const char *profile, const char *plan_json,
+                       const struct dg_exec_options *opt, int prompt, int tokens, float *logits,
+                       struct dg_exec_stats *stats)
+{
+    const struct dg_kp_registry *rg = conf_registry();
+    if (!rg)
+        return DG_E_IO;
+    const struct dg_gl_caps *c = dg_gl_caps(gl);
+    struct dg_kp_caps kc = {c->subgroup, c->is_software, c->max_invocations, c->max_shared_memory};
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    struct dg_kpath p;
+    dg_status st = dg_kplan_apply_profile(&plan, profile);
+    if (!st && plan_json)
+        st = dg_kplan_apply_json(&plan, plan_json, "test");
+    if (!st)
+        st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), &p);
+    if (st)
+        return st;
+    struct dg_exec *ex = NULL;
+    st = dg_exec_create(gl, m, &plan, rg, &p, opt, &ex);
+    int32_t *ids = malloc((size_t)tokens * sizeof *ids);
+    if (!st && !ids)
+        st = DG_E_NOMEM;
+    for (int i = 0; ids && i < tokens; i++)
+        ids[i] = (int32_t)((i * 977 + 13) % m->hp.vocab);
+    size_t V = (size_t)m->hp.vocab;
+    if (!st)
+        st = dg_exec_forward(ex, ids, prompt, logits, NULL);
+    for (int i = prompt; !st && i < tokens; i++)
+        st = dg_exec_forward(ex, ids + i, 1, logits + (size_t)i * V, NULL);
+    if (!st)
+        dg_exec_stats(ex, stats);
+    free(ids);
+    dg_exec_destroy(ex);
+    dg_kpath_free(&p);
+    return st;
 }
 
 bool conf_ref_load(const char *dir, int vocab, struct conf_ref *r)

@@ -29,6 +29,16 @@ void conf_ref_free(struct conf_ref *r);
  * decode per remaining token, mode 1 = one prefill of all tokens. Writes [n][vocab] logits. */
 dg_status conf_run(struct dg_gl *gl, const struct dg_model *m, const char *path_id, const struct conf_ref *r, int mode,
                    float *logits);
+/* Runs `m` under kernel profile `profile` (and kernelPlan `plan_json` after it, when not NULL) through the
+ * built-in path for the file's weight format, as the CLI picks it: a prefill of `prompt` tokens, then one
+ * decode per token up to `tokens`, on the ids (i * 977 + 13) % vocab (any ids: runs compared with each other
+ * see the same ones). Writes [tokens][vocab] logits and the executor's counters to *stats. opt: the executor
+ * options (ctx, max_batch, gguf_blocks). */
+struct dg_exec_options;
+struct dg_exec_stats;
+dg_status conf_run_ids(struct dg_gl *gl, const struct dg_model *m, const char *profile, const char *plan_json,
+                       const struct dg_exec_options *opt, int prompt, int tokens, float *logits,
+                       struct dg_exec_stats *stats);
 /* Prints the per-layer hidden-state error against hidden.f32 (to find where a path drifts). */
 void conf_hidden_report(struct dg_gl *gl, const struct dg_model *m, const char *dir, const char *path_id,
                         const struct conf_ref *r);

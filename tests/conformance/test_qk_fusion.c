@@ -7,9 +7,7 @@
  * within 1e-6 of max(1, max |logit|): each row's products are summed in the same order whichever
  * dispatch computes it (conf_qkv_fusion_* hold the f32 paths to the same bound). */
 #include <stdlib.h>
-#include <string.h>
 
-#include "cli/plan_opts.h"
 #include "conf_util.h"
 #include "gl_fixture.h"
 #include "pipe/exec.h"
@@ -17,45 +15,6 @@
 
 #define QK_PROMPT 16
 #define QK_TOKENS 24
-
-static dg_status run(struct dg_gl *gl, const struct dg_model *m, const char *profile, bool fuse, float *logits,
-                     int *dispatches)
-{
-    const struct dg_kp_registry *rg = conf_registry();
-    if (!rg)
-        return DG_E_IO;
-    const struct dg_gl_caps *c = dg_gl_caps(gl);
-    struct dg_kp_caps kc = {c->subgroup, c->is_software, c->max_invocations, c->max_shared_memory};
-    struct dg_kplan plan;
-    dg_kplan_init(&plan);
-    struct dg_kpath p;
-    dg_status st = dg_kplan_apply_profile(&plan, profile);
-    if (!st)
-        st = dg_kplan_apply_json(&plan, fuse ? "{\"qkvFusion\": true}" : "{\"qkvFusion\": false}", "test");
-    if (!st)
-        st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), &p);
-    if (st)
-        return st;
-    struct dg_exec_options opt = {.ctx = 64, .max_batch = QK_PROMPT};
-    struct dg_exec *ex = NULL;
-    st = dg_exec_create(gl, m, &plan, rg, &p, &opt, &ex);
-    int32_t ids[QK_TOKENS];
-    for (int i = 0; i < QK_TOKENS; i++)
-        ids[i] = (int32_t)((i * 977 + 13) % m->hp.vocab);
-    size_t V = (size_t)m->hp.vocab;
-    if (!st)
-        st = dg_exec_forward(ex, ids, QK_PROMPT, logits, NULL);
-    for (int i = QK_PROMPT; !st && i < QK_TOKENS; i++)
-        st = dg_exec_forward(ex, ids + i, 1, logits + (size_t)i * V, NULL);
-    if (!st) {
-        struct dg_exec_stats es;
-        dg_exec_stats(ex, &es);
-        *dispatches = es.dispatches_decode;
-    }
-    dg_exec_destroy(ex);
-    dg_kpath_free(&p);
-    return st;
-}
 
 static void check(const char *profile)
 {
@@ -84,8 +43,12 @@ static void check(const char *profile)
     int da = 0, db = 0;
     CHECK(a && b);
     if (a && b && !dg_test_failed()) {
-        CHECK_OK(run(gl, &m, profile, false, a, &da));
-        CHECK_OK(run(gl, &m, profile, true, b, &db));
+        struct dg_exec_options opt = {.ctx = 64, .max_batch = QK_PROMPT};
+        struct dg_exec_stats sa, sb;
+        CHECK_OK(conf_run_ids(gl, &m, profile, "{\"qkvFusion\": false}", &opt, QK_PROMPT, QK_TOKENS, a, &sa));
+        CHECK_OK(conf_run_ids(gl, &m, profile, "{\"qkvFusion\": true}", &opt, QK_PROMPT, QK_TOKENS, b, &sb));
+        da = sa.dispatches_decode;
+        db = sb.dispatches_decode;
     }
     if (!dg_test_failed()) {
         CHECK_MSG(da - db == 2 * same + mixed, "%s: %d decode dispatches unfused, %d fused (expected %d fewer)",

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/plan_opts.h"
 #include "conf_util.h"
 #include "gl_fixture.h"
 #include "pipe/exec.h"
@@ -21,43 +20,6 @@
 
 #define SB_PROMPT 16
 #define SB_TOKENS 24
-
-static dg_status run(struct dg_gl *gl, const struct dg_model *m, const char *profile, bool gguf_blocks, float *logits,
-                     uint64_t *wbytes)
-{
-    const struct dg_kp_registry *rg = conf_registry();
-    if (!rg)
-        return DG_E_IO;
-    const struct dg_gl_caps *c = dg_gl_caps(gl);
-    struct dg_kp_caps kc = {c->subgroup, c->is_software, c->max_invocations, c->max_shared_memory};
-    struct dg_kplan plan;
-    dg_kplan_init(&plan);
-    struct dg_kpath p;
-    dg_status st = dg_kplan_apply_profile(&plan, profile);
-    if (!st)
-        st = dg_kplan_load_path(&plan, rg, &kc, dg_arch_name(m->hp.arch), dg_cli_model_weight_format(m), &p);
-    if (st)
-        return st;
-    struct dg_exec_options opt = {.ctx = 64, .max_batch = SB_PROMPT, .gguf_blocks = gguf_blocks};
-    struct dg_exec *ex = NULL;
-    st = dg_exec_create(gl, m, &plan, rg, &p, &opt, &ex);
-    int32_t ids[SB_TOKENS];
-    for (int i = 0; i < SB_TOKENS; i++)
-        ids[i] = (int32_t)((i * 977 + 13) % m->hp.vocab); /* any ids: both runs see the same ones */
-    size_t V = (size_t)m->hp.vocab;
-    if (!st)
-        st = dg_exec_forward(ex, ids, SB_PROMPT, logits, NULL);
-    for (int i = SB_PROMPT; !st && i < SB_TOKENS; i++)
-        st = dg_exec_forward(ex, ids + i, 1, logits + (size_t)i * V, NULL);
-    if (!st) {
-        struct dg_exec_stats es;
-        dg_exec_stats(ex, &es);
-        *wbytes = es.weight_bytes;
-    }
-    dg_exec_destroy(ex);
-    dg_kpath_free(&p);
-    return st;
-}
 
 /* one file is enough: it holds both split types (a second, the Q8_0 file, took 2 minutes under ASan) */
 static void check_file(const char *name, const char *profile)
@@ -76,8 +38,13 @@ static void check_file(const char *name, const char *profile)
     uint64_t wa = 0, wb = 0;
     CHECK(a && b);
     if (a && b) {
-        CHECK_OK(run(gl, &m, profile, false, a, &wa));
-        CHECK_OK(run(gl, &m, profile, true, b, &wb));
+        struct dg_exec_options oa = {.ctx = 64, .max_batch = SB_PROMPT}, ob = oa;
+        ob.gguf_blocks = true;
+        struct dg_exec_stats sa, sb;
+        CHECK_OK(conf_run_ids(gl, &m, profile, NULL, &oa, SB_PROMPT, SB_TOKENS, a, &sa));
+        CHECK_OK(conf_run_ids(gl, &m, profile, NULL, &ob, SB_PROMPT, SB_TOKENS, b, &sb));
+        wa = sa.weight_bytes;
+        wb = sb.weight_bytes;
     }
     if (!dg_test_failed()) {
         int row;
