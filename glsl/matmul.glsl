@@ -1,4 +1,9 @@
 #version 310 es
+#if defined(H16) && defined(HAS_NV_GPU_SHADER5)
+#if H16 != 0
+#extension GL_NV_gpu_shader5 : require
+#endif
+#endif
 // matmul.glsl: y[t][n] = sum_k x[t][k] W[n][k] (+ bias[n]), for decode (GEMV) and prefill (tiled).
 // With GLU the kernel computes gate and up rows together and writes act(gate) * up (fused FFN input).
 // Weights: any WTYPE of wdecode.inc.glsl, rows of WROWBYTES bytes; x and y are f32. K % WCH == 0.
@@ -559,6 +564,40 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #undef XSH
 #define XSH 0
 #endif
+// H16 (Q4_K only, on devices with GL_NV_gpu_shader5's f16vec2 arithmetic; elsewhere the f32 path runs
+// whatever the knob says): x staged in shared memory as f16 pairs and each 32-bit word of quants turned
+// into four f16 pairs by masking its nibbles into the mantissa of 1024.0 (0x6400: 1024 + n exactly) and
+// subtracting 1024, so a pair of weights costs one mask, one subtract and one fused multiply-add of two
+// halves, where the f32 path spends a byte extract, an int-to-float conversion and an FMA on each weight
+// (the conversions alone were 20% of the 8B gate/up GEMV on the H200). Products are summed in f16 over
+// one word per sub-block half (8 a lane), in f32 from there on; the sums of x that the block minimums
+// multiply are staged in f32. x in f16 keeps 11 significant bits (llama.cpp's CUDA GEMVs round x to 8).
+// H16 1: every Q4_K GEMV of the kernel. H16 2: only those without a fused norm and with K <= 8192 (the
+// o and down projections of 1B-class models), where tools/chain-bench.c measured it faster on the
+// H200 (bench-results/2026-12-04-nvidia-h200-h16.txt): the norm-fused q GEMV of K 2048 and the 8B down
+// projection (K 14336) were slower, their staging (K / 16 invocations convert x, 2 K bytes of shared
+// memory a workgroup) outweighing the gain, and the other norm-fused ones gained under 6%.
+#ifndef H16
+#define H16 0
+#endif
+#if H16 == 2 && (HAS_NORM_IN || K > 8192)
+#undef H16
+#define H16 0
+#endif
+#if H16 && defined(HAS_NV_GPU_SHADER5) && WTYPE == DT_Q4_K && (K * 2 + K / 4 + 4096) <= MAX_SHARED_BYTES
+#define USE_H16 1
+#undef XSH
+#define XSH 0
+#else
+#define USE_H16 0
+#endif
+#if USE_H16
+shared uvec4 xh[K / 8];    // uvec4 m: x vec4s 2m and 2m + 1, each as halves (x, z) then (y, w)
+shared float xs16[K / 16]; // the sum of each run of 16 x
+// swizzle: the 8 lanes of a load phase (segments p = 0..7 of one block) differ in h (bit 1) and j (bits 3-4);
+// j's bits go to bits 0 and 2, so the 8 land on distinct 16-byte bank groups
+uint hsw(uint i) { return i ^ (((i >> 3) & 1u) | (((i >> 4) & 1u) << 2)); }
+#endif
 #if XSH
 shared vec4 xsh[K / 4];
 uint xsw(uint i) { return i ^ ((i >> 4) & 7u); }
@@ -595,6 +634,37 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
         xs[i] = XLD(xb + s * XV + i);
 #endif
 }
+
+#if USE_H16
+// segment s of a Q4_K row from f16 x: xq[0..1] the x pairs of its sub-block 2j run, xq[2..3] of 2j + 1's
+float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec2 xsum)
+{
+    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
+    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
+    vec2 dm = unpackHalf2x16(h.x);
+    uint b0 = 16u * (j & 1u);
+    uint ys = h.y >> b0, zs = h.z >> b0, e = h.w >> b0;
+    bool lowj = j < 2u;
+    uint sc0 = lowj ? ys & 63u : (e & 15u) | (((ys >> 6) & 3u) << 4);
+    uint sc1 = lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4);
+    uint m0 = lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4);
+    uint m1 = lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4);
+    const f16vec2 B = f16vec2(1024.0);
+    f16vec2 al = f16vec2(0.0), ah = f16vec2(0.0);
+    for (uint k = 0u; k < 4u; k++) {
+        uint w = q[k];
+        uvec2 xl = (k & 1u) == 0u ? xq[k >> 1].xy : xq[k >> 1].zw;
+        uvec2 xu = (k & 1u) == 0u ? xq[2u + (k >> 1)].xy : xq[2u + (k >> 1)].zw;
+        // bytes 0 and 2, then 1 and 3: low nibbles are sub-block 2j, high nibbles 2j + 1
+        al += (unpackFloat2x16((w & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xl.x);
+        al += (unpackFloat2x16(((w >> 8) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xl.y);
+        ah += (unpackFloat2x16(((w >> 4) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xu.x);
+        ah += (unpackFloat2x16(((w >> 12) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xu.y);
+    }
+    float sl = float(al.x) + float(al.y), sh = float(ah.x) + float(ah.y);
+    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+}
+#endif
 
 #if WTYPE == DT_Q4_K && XCO
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
@@ -776,7 +846,7 @@ void seg_xsum(vec4 xs[XV], out vec4 xsum[2])
 // the values each thread reduces: RPT dot products (and RPT up-projection ones with GLU), and with
 // HAS_NORM_IN the sum of squares of the x it read (a row group's threads read all of x between them)
 // (with XSH the staging loop reduces the sum of squares instead)
-#if HAS_NORM_IN && !XSH
+#if HAS_NORM_IN && !XSH && !USE_H16
 #define NORM_RED 1
 #else
 #define NORM_RED 0
@@ -793,6 +863,31 @@ void main()
     uint xb = t * (uint(K) / 4u);
     g_xb = xb;
     float inv = 1.0;
+#if USE_H16
+    {
+        float ss = 0.0;
+        for (uint m = lid; m < uint(K) / 16u; m += uint(WG_SIZE)) {
+            vec4 a[4];
+            float s16 = 0.0;
+            for (uint i = 0u; i < 4u; i++) {
+                a[i] = X4[xb + 4u * m + i];
+#if HAS_NORM_IN
+                ss += dot(a[i], a[i]);
+                a[i] *= norm_w(4u * m + i);
+#endif
+                s16 += dot(a[i], vec4(1.0));
+            }
+            xh[hsw(2u * m)] = uvec4(packHalf2x16(a[0].xz), packHalf2x16(a[0].yw), packHalf2x16(a[1].xz), packHalf2x16(a[1].yw));
+            xh[hsw(2u * m + 1u)] = uvec4(packHalf2x16(a[2].xz), packHalf2x16(a[2].yw), packHalf2x16(a[3].xz), packHalf2x16(a[3].yw));
+            xs16[m] = s16;
+        }
+#if HAS_NORM_IN
+        inv = inversesqrt(wg_sum(ss) / float(K) + float(EPS)); // wg_sum's barriers also publish xh
+#else
+        WG_BARRIER();
+#endif
+    }
+#endif
 #if XSH
     float ss = 0.0;
     for (uint i = lid; i < uint(K) / 4u; i += uint(WG_SIZE)) {
@@ -815,6 +910,26 @@ void main()
     for (int i = 0; i < NV; i++)
         v[i] = 0.0;
     g_ss = 0.0;
+#if USE_H16
+    for (uint s = l; s < NSEG; s += uint(TPR)) {
+        uint blk = s >> 3, p = s & 7u, u0 = 32u * blk + 8u * (p >> 1) + 2u * (p & 1u);
+        uvec4 xq[4];
+        xq[0] = xh[hsw(u0)];
+        xq[1] = xh[hsw(u0 + 1u)];
+        xq[2] = xh[hsw(u0 + 4u)];
+        xq[3] = xh[hsw(u0 + 5u)];
+        uint i16 = 16u * blk + 4u * (p >> 1) + (p & 1u);
+        vec2 xsum = vec2(xs16[i16], xs16[i16 + 2u]);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            uint lr = min(lr0 + r, u_nrows - 1u);
+            uint rb = lr * uint(WROWBYTES);
+            v[r] += segdot16(0u, rb, s, xq, xsum);
+#if GLU
+            v[RPT + int(r)] += segdot16(1u, rb, s, xq, xsum);
+#endif
+        }
+    }
+#else
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         vec4 xs[XV];
         load_x(xb, s, xs);
@@ -829,6 +944,7 @@ void main()
 #endif
         }
     }
+#endif
 #if NORM_RED
     v[NV - 1] = g_ss;
 #endif

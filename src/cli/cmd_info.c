@@ -113,6 +113,7 @@ static void print_text(const struct dg_gl *gl, const cJSON *root, const struct d
                c->subgroup_size, c->subgroup_stages, c->subgroup_features);
     else
         printf("subgroups:             no\n");
+    printf("f16 arithmetic:        %s\n", c->f16_arith ? "yes (GL_NV_gpu_shader5)" : "no");
     printf("program binary formats: %d\n", c->n_program_binary_formats);
     printf("limits:\n");
     printf("  max SSBO block:      %lld bytes (%.0f MiB)%s\n", (long long)c->max_ssbo_block_size,

@@ -122,6 +122,7 @@ cJSON *dg_report_device_json(const struct dg_gl *gl)
     cJSON_AddBoolToObject(o, "software", c->is_software);
     cJSON_AddBoolToObject(o, "subgroups", c->subgroup);
     cJSON_AddNumberToObject(o, "subgroup_size", c->subgroup ? c->subgroup_size : 0);
+    cJSON_AddBoolToObject(o, "f16_arith", c->f16_arith);
     cJSON_AddBoolToObject(o, "timer_query", c->timer_query);
     cJSON_AddBoolToObject(o, "time_elapsed_works", c->time_elapsed_works);
     cJSON_AddStringToObject(o, "timing_source", dg_gl_timing_source(gl));

@@ -503,6 +503,7 @@ static void record_caps(struct dg_gl *gl)
         c->subgroup = (c->subgroup_stages & GL_COMPUTE_SHADER_BIT) && (c->subgroup_features & need) == need &&
                       c->subgroup_size > 0;
     }
+    c->f16_arith = has_ext(c->extensions, "GL_NV_gpu_shader5");
     glGetIntegerv(GL_NUM_PROGRAM_BINARY_FORMATS, &c->n_program_binary_formats);
     GLint64 v64 = 0;
     glGetInteger64v(GL_MAX_SHADER_STORAGE_BLOCK_SIZE, &v64);

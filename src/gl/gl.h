@@ -33,6 +33,7 @@ struct dg_gl_caps {
     bool subgroup;          /* GL_KHR_shader_subgroup with compute stage and basic+arithmetic */
     unsigned subgroup_size;
     unsigned subgroup_stages, subgroup_features; /* GL_SUBGROUP_SUPPORTED_{STAGES,FEATURES}_KHR bits */
+    bool f16_arith;         /* GL_NV_gpu_shader5: f16vec2 arithmetic in shaders (matmul's H16) */
     int n_program_binary_formats;
     int64_t max_ssbo_block_size;   /* GL_MAX_SHADER_STORAGE_BLOCK_SIZE (possibly lowered for tests) */
     int ssbo_offset_alignment;     /* GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT */

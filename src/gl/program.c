@@ -335,6 +335,10 @@ static dg_status build_source(struct dg_gl *gl, const char *file, const struct d
             }
         sb_printf(src, "#define HAS_SUBGROUP 1\n#define SUBGROUP_SIZE %u\n", c->subgroup_size);
     }
+    /* kernels that can use f16 arithmetic (matmul's H16) enable the extension themselves, and only where a
+     * knob asks for it: the preamble names the capability, so the same knob builds everywhere */
+    if (c->f16_arith)
+        sb_printf(src, "#define HAS_NV_GPU_SHADER5 1\n");
     /* kernels with an optional shared-memory variant (matmul's XSH) fall back where it would not fit */
     sb_printf(src, "#define MAX_SHARED_BYTES %d\n", c->max_shared_memory);
     for (int i = 0; i < n_defs; i++)

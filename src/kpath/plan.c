@@ -262,7 +262,10 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         add_knob_pref(plan, "matmul", "main", "WG_SIZE", "256");
         add_knob_pref(plan, "matmul", "main", "ROWS_PER_WG", "8");
         add_knob_pref(plan, "ffn_gate_up", "main", "WG_SIZE", "256");
-        add_knob_pref(plan, "ffn_gate_up", "main", "ROWS_PER_WG", "8");
+        /* gate/up at 16 rows a workgroup: each workgroup's staging of x (XSH, H16) then serves twice the
+         * weights. tools/chain-bench.c on the H200 (bench-results/2026-12-04-nvidia-h200-h16.txt, x staged):
+         * 1B 8192x2048 16.2 -> 16.0 us, 8B 14336x4096 47.5 -> 43.4 us; with H16 16.7 -> 14.5 and 37.7 -> 34.1 */
+        add_knob_pref(plan, "ffn_gate_up", "main", "ROWS_PER_WG", "16");
         add_knob_pref(plan, "rmsnorm", "main", "WG_SIZE", "256");
         /* Measured on an H200 (tools/gemv-variants.py sweep, Llama-3.2-1B shape Q4_K_M, tg128): two rows
          * per thread (RPT 2) share each x segment: 496 -> 507 tok/s, and F16 385 -> 400 tok/s; four rows
@@ -281,6 +284,15 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * 760 / 774 -> 789 / 795 tok/s, 8B Q4_K_M 184 / 194 -> 198 / 200; tools/chain-bench.c: the 8B
          * q 4096x4096 with its norm 15.1 -> 11.1 us */
         add_knob_pref(plan, "matmul", "main", "XSH", "2");
+        /* Q4_K GEMVs in f16 arithmetic where the device has it (H16, glsl/matmul.glsl; the f32 path where
+         * it has not): gate/up everywhere, the matmul steps only without a fused norm and K <= 8192 (H16
+         * 2). tools/chain-bench.c on the H200 (bench-results/2026-12-04-nvidia-h200-h16.txt, us, f32 ->
+         * f16): 1B down 2048x8192 11.8 -> 9.9, o 2048x2048 5.8 -> 5.7, 8B gate/up 43.4 -> 34.1; the 8B
+         * down 4096x14336 is slower (26.4 -> 32.9), and so is the 1B's norm-fused q (5.8 -> 6.6) where the
+         * k (5.1 -> 4.9) and the 8B q (11.3 -> 10.6) gain little: the norm-fused steps stay f32. End to end
+         * (1B Q4_K_M tg128, same machine, two A/B pairs): about +3% */
+        add_knob_pref(plan, "ffn_gate_up", "main", "H16", "1");
+        add_knob_pref(plan, "matmul", "main", "H16", "2");
         add_knob_pref(plan, "add_rmsnorm", "main", "WG_SIZE", "256");
         /* One 1024-invocation workgroup reads a 128k vocabulary in a few microseconds; the 64-wide
          * default took 200 us a token on the H100 (8% of a Llama-3.2-1B decode token). */

@@ -22,6 +22,14 @@
 #define SB_TOKENS 24
 
 /* one file is enough: it holds both split types (a second, the Q8_0 file, took 2 minutes under ASan) */
+/* The f16-arithmetic Q4_K GEMVs (H16) are off in both runs: they round x to f16, so the 1e-5 differences
+ * the Q6_K head's reassociation leaves in the hidden state flip roundings there and grow to 4.6e-4 over
+ * the 24 tokens (measured on an H200), which says nothing about the layouts this test is for; H16 has its
+ * own checks (kp_matmul_q4k_h16, and the conformance runs of every path against the CPU) */
+#define SB_PLAN                                                                                                \
+    "{\"knobs\": {\"matmul\": {\"main\": {\"H16\": 0}}, \"ffn_gate_up\": {\"main\": {\"H16\": 0}},"           \
+    " \"matmul_qk\": {\"main\": {\"H16\": 0}}, \"matmul_qkv\": {\"main\": {\"H16\": 0}}}}"
+
 static void check_file(const char *name, const char *profile)
 {
     struct dg_gl *gl = dg_test_gl();
@@ -41,8 +49,8 @@ static void check_file(const char *name, const char *profile)
         struct dg_exec_options oa = {.ctx = 64, .max_batch = SB_PROMPT}, ob = oa;
         ob.gguf_blocks = true;
         struct dg_exec_stats sa, sb;
-        CHECK_OK(conf_run_ids(gl, &m, profile, NULL, &oa, SB_PROMPT, SB_TOKENS, a, &sa));
-        CHECK_OK(conf_run_ids(gl, &m, profile, NULL, &ob, SB_PROMPT, SB_TOKENS, b, &sb));
+        CHECK_OK(conf_run_ids(gl, &m, profile, SB_PLAN, &oa, SB_PROMPT, SB_TOKENS, a, &sa));
+        CHECK_OK(conf_run_ids(gl, &m, profile, SB_PLAN, &ob, SB_PROMPT, SB_TOKENS, b, &sb));
         wa = sa.weight_bytes;
         wb = sb.weight_bytes;
     }

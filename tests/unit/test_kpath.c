@@ -517,6 +517,48 @@ DG_TEST(kpath_knob_prefs_by_weight_format)
 
 /* A knob preference can name the step op it is for: the nvidia profile gives the decode LM head 16 rows a
  * workgroup and every other decode matmul/main step 8, whichever order the steps come in. */
+/* The nvidia profile's H16 (Q4_K GEMVs in f16 arithmetic where the device has it): 1 on the gate/up steps,
+ * at 16 rows a workgroup; 2 (only GEMVs without a fused norm, K <= 8192) on the matmul steps; not on the
+ * llvmpipe profile */
+DG_TEST(kpath_nvidia_h16_prefs)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath p;
+    struct dg_kplan plan;
+    if (nvidia_path(&reg, "llama-q4k-fused", &p, &plan)) {
+        struct dg_kp_resolved r;
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+        int gu = 0, mm = 0;
+        for (int s = 0; s < r.sec[1].n_steps; s++) {
+            const struct dg_kp_step *st = &r.sec[1].steps[s];
+            if (strcmp(st->entry, "main"))
+                continue;
+            const char *h = step_const(st, "H16"), *rows = step_const(st, "ROWS_PER_WG");
+            if (!strcmp(st->kernel, "ffn_gate_up")) {
+                CHECK_MSG(h && !strcmp(h, "1") && rows && !strcmp(rows, "16"), "gate/up: H16 %s, ROWS_PER_WG %s",
+                          h ? h : "unset", rows ? rows : "unset");
+                gu++;
+            } else if (!strcmp(st->kernel, "matmul")) {
+                CHECK_MSG(h && !strcmp(h, "2"), "decode matmul (%s): H16 %s", st->role, h ? h : "unset");
+                mm++;
+            }
+        }
+        CHECK_MSG(gu == 1 && mm >= 4, "%d gate/up and %d matmul decode steps", gu, mm);
+        dg_kp_resolved_free(&r);
+        struct dg_kplan soft;
+        dg_kplan_init(&soft);
+        CHECK_OK(dg_kplan_apply_profile(&soft, "llvmpipe"));
+        CHECK_OK(dg_kplan_resolve(&soft, &reg, NULL, &p, false, &r));
+        for (int s = 0; s < r.sec[1].n_steps; s++)
+            CHECK_MSG(!step_const(&r.sec[1].steps[s], "H16"), "llvmpipe profile, step %d: H16 set", s);
+        dg_kp_resolved_free(&r);
+        dg_kpath_free(&p);
+    }
+    dg_kp_registry_free(&reg);
+}
+
 DG_TEST(kpath_knob_prefs_by_op)
 {
     struct dg_kp_registry reg;
