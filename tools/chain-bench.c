@@ -17,7 +17,10 @@
  * DOPPLER_GL_DATADIR to a directory whose glsl/ holds the shipped shaders, it and any variants.
  * Each GEMV chain cycles through copies of its weights (160 MB or more, beyond the L2) so the weights come
  * from memory as in a model; even so its large-matrix figures varied 2x between two H200 machines, so
- * compare cases of one run only. */
+ * compare cases of one run only. CB_COPIES=n: cycle through n copies instead (1: the weights stay in the
+ * L2 where they fit, the best a GEMV could do from cache). CB_PREFETCH=G: after each GEMV, with no barrier
+ * between, tools/l2-prefetch.glsl reads the next copy's weights on G workgroups (a measurement-only kernel),
+ * so each GEMV reads weights prefetched beside the one before it. */
 #include <GLES3/gl31.h>
 #include <GLES2/gl2ext.h>
 #include <math.h>
@@ -265,6 +268,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "chain-bench: %s\n", dg_last_error());
         return 1;
     }
+    int copies_env = getenv("CB_COPIES") ? atoi(getenv("CB_COPIES")) : 0;
+    unsigned pf_groups = getenv("CB_PREFETCH") ? (unsigned)atoi(getenv("CB_PREFETCH")) : 0;
+    GLuint pf_prog[2] = {0, 0};
+    struct dg_buffer *sink = NULL;
+    if (pf_groups) {
+        struct dg_define pd[1] = {{"HAS_U", "1"}};
+        if (dg_gl_program(gl, "l2-prefetch.glsl", NULL, 0, &pf_prog[0]) ||
+            dg_gl_program(gl, "l2-prefetch.glsl", pd, 1, &pf_prog[1]) || dg_buffer_alloc(gl, 16, NULL, &sink)) {
+            fprintf(stderr, "chain-bench: prefetch: %s\n", dg_last_error());
+            return 1;
+        }
+        printf("each GEMV followed by an L2 prefetch of the next copy's weights on %u workgroups\n", pf_groups);
+    }
     GLuint q = 0;
     if (c->timer_query && c->time_elapsed_works)
         glGenQueries(1, &q);
@@ -289,6 +305,23 @@ int main(int argc, char **argv)
             printf("%-38s compile failed: %s\n", bc->label, dg_last_error());
             continue;
         }
+        if (getenv("CB_DUMP")) { /* the driver's program binary, for offline disassembly */
+            GLint len = 0;
+            glGetProgramiv(prog, GL_PROGRAM_BINARY_LENGTH, &len);
+            void *bin = len > 0 ? malloc((size_t)len) : NULL;
+            GLenum fmt = 0;
+            GLsizei got = 0;
+            char path[512];
+            snprintf(path, sizeof path, "%s/case%03d.bin", getenv("CB_DUMP"), ci);
+            FILE *f = bin ? fopen(path, "wb") : NULL;
+            if (f) {
+                glGetProgramBinary(prog, len, &got, &fmt, bin);
+                fwrite(bin, 1, (size_t)got, f);
+                fclose(f);
+                printf("dumped %s: %s (%d bytes, format 0x%x)\n", path, bc->label, (int)got, fmt);
+            }
+            free(bin);
+        }
         /* GLU reads gate rows at binding 1 and up rows at 4: two halves of one buffer, so the up rows
          * are not the gate rows again (which would be L2 hits) */
         int glu = strstr(bc->label, "gate_up") != NULL;
@@ -301,6 +334,8 @@ int main(int argc, char **argv)
             ncopy = (int)((160ull << 20) / all) + 1;
             if (ncopy > 32)
                 ncopy = 32;
+            if (copies_env > 0 && copies_env <= 32)
+                ncopy = copies_env;
             for (int i = 0; i < ncopy; i++)
                 if (!(wc[i] = weights(gl, bc->dtype, bc->n * (glu ? 2 : 1), bc->k, i)))
                     return 1;
@@ -317,6 +352,20 @@ int main(int argc, char **argv)
         if (l1 >= 0)
             glUniform1ui(l1, (GLuint)bc->n);
         struct dg_dispatch_info info = {bc->label, "chain", 0};
+        struct dg_dispatch_info pinfo = {"l2_prefetch", "prefetch", 0};
+        /* the next copy's weights into the L2, beside the GEMV just issued; the GEMV's program back */
+#define PREFETCH_NEXT(i)                                                                                    \
+    do {                                                                                                   \
+        if (pf_groups && w) {                                                                              \
+            glUseProgram(pf_prog[glu]);                                                                    \
+            dg_buffer_bind(gl, 1, wc[((i) + 1) % ncopy], 0, glu ? half : w->size);                         \
+            if (glu)                                                                                       \
+                dg_buffer_bind(gl, 4, wc[((i) + 1) % ncopy], half, half);                                  \
+            dg_buffer_bind(gl, 2, sink, 0, 16);                                                            \
+            dg_gl_dispatch(gl, pf_groups, 1, 1, &pinfo);                                                   \
+            glUseProgram(prog);                                                                            \
+        }                                                                                                  \
+    } while (0)
         /* Warm up for 300 ms of dispatching, not a fixed count: between cases the CPU quantizes the next
          * weights for seconds, the GPU idles and its clocks drop, and a short chain after that read up to
          * 5x slow on the H200 (the first workgroup shape of each matrix shape) */
@@ -327,6 +376,7 @@ int main(int argc, char **argv)
                           (glu && dg_buffer_bind(gl, 4, wc[i % ncopy], half, half))))
                     bad = 1;
                 dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
+                PREFETCH_NEXT(i);
                 dg_gl_barrier(gl);
             }
             glFinish();
@@ -349,6 +399,7 @@ int main(int argc, char **argv)
                         dg_buffer_bind(gl, 4, wc[i % ncopy], half, half);
                 }
                 dg_gl_dispatch(gl, bc->groups, 1, 1, &info);
+                PREFETCH_NEXT(i);
             }
             if (q)
                 glEndQuery(GL_TIME_ELAPSED_EXT);
