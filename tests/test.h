@@ -59,7 +59,7 @@ bool dg_test_failed(void);
 /* The fixture root ($DOPPLER_FIXTURES, default ../shared/fixtures relative to the repo). Returns NULL
  * after marking the test skipped (or failed under CI=true) when it is missing. */
 const char *dg_test_fixtures(void);
-/* ../shared/models (sibling of the fixture root), same rules. */
+/* $DOPPLER_MODELS, else models/ beside $DOPPLER_FIXTURES when that is set, else ../shared/models; same rules. */
 const char *dg_test_models(void);
 /* A fresh scratch directory for this test, removed when the run ends unless DG_TEST_KEEP=1. */
 const char *dg_test_tmpdir(void);

@@ -76,7 +76,17 @@ static const char *shared_dir(const char *env, const char *deflt, const char *wh
 }
 
 const char *dg_test_fixtures(void) { return shared_dir("DOPPLER_FIXTURES", "../shared/fixtures", "fixtures"); }
-const char *dg_test_models(void) { return shared_dir("DOPPLER_MODELS", "../shared/models", "models"); }
+/* models/ sits beside fixtures/ in ../shared, so a DOPPLER_FIXTURES pointing elsewhere implies its models */
+const char *dg_test_models(void)
+{
+    const char *fx = getenv("DOPPLER_FIXTURES"), *m = getenv("DOPPLER_MODELS");
+    static char beside[4096];
+    if ((!m || !*m) && fx && *fx) {
+        snprintf(beside, sizeof beside, "%s/../models", fx);
+        return shared_dir("DOPPLER_MODELS", beside, "models");
+    }
+    return shared_dir("DOPPLER_MODELS", "../shared/models", "models");
+}
 
 const char *dg_test_tmpdir(void)
 {

@@ -118,9 +118,12 @@ static void run_file(const char *name, const char *want_path, double top5_tol, i
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
     char gguf[1200], js[1200];
-    snprintf(gguf, sizeof gguf, "%s/gguf/%s.gguf", dg_test_fixtures(), name);
-    snprintf(js, sizeof js, "%s/gguf/%s.json", dg_test_fixtures(), name);
+    snprintf(gguf, sizeof gguf, "%s/gguf/%s.gguf", fx, name);
+    snprintf(js, sizeof js, "%s/gguf/%s.json", fx, name);
     struct llref r;
     CHECK_MSG(llref_load(js, &r), "%s: cannot read the llama.cpp reference", js);
     if (dg_test_failed())
@@ -239,9 +242,12 @@ static void run_ppl(const char *name, double llama_cpp_ppl, double subset_ppl)
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
+    const char *fx = dg_test_fixtures(), *models = fx ? dg_test_models() : NULL;
+    if (!models)
+        return;
     char gguf[1200], txt[1200];
-    snprintf(gguf, sizeof gguf, "%s/gguf/%s.gguf", dg_test_fixtures(), name);
-    snprintf(txt, sizeof txt, "%s/sotu-6m/valid.txt", dg_test_models());
+    snprintf(gguf, sizeof gguf, "%s/gguf/%s.gguf", fx, name);
+    snprintf(txt, sizeof txt, "%s/sotu-6m/valid.txt", models);
     size_t len = 0;
     char *text = dg_test_read_file(txt, &len);
     if (!text)

@@ -21,8 +21,11 @@ static void check(const char *profile)
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
     char path[1200];
-    snprintf(path, sizeof path, "%s/gguf/sotu-6m.Q4_K_M.gguf", dg_test_fixtures());
+    snprintf(path, sizeof path, "%s/gguf/sotu-6m.Q4_K_M.gguf", fx);
     struct dg_model m;
     CHECK_OK(dg_model_open(path, &m));
     if (dg_test_failed())

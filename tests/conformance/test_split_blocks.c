@@ -35,8 +35,11 @@ static void check_file(const char *name, const char *profile)
     struct dg_gl *gl = dg_test_gl();
     if (!gl)
         return;
+    const char *fx = dg_test_fixtures();
+    if (!fx)
+        return;
     char path[1200];
-    snprintf(path, sizeof path, "%s/gguf/%s.gguf", dg_test_fixtures(), name);
+    snprintf(path, sizeof path, "%s/gguf/%s.gguf", fx, name);
     struct dg_model m;
     CHECK_OK(dg_model_open(path, &m));
     if (dg_test_failed())

@@ -170,8 +170,9 @@ static void one_shape(struct dg_gl *gl, enum dg_dtype dt, const char *entry_def,
     /* H16 where it runs in f16 (kp_matmul_q4k_h16 says when): x is rounded to 11 significant bits (2^-11
      * = 4.9e-4 relative a value) and each 8-product partial sum of a lane is rounded a few times more at
      * the same relative size, errors that mostly cancel over K = 512 terms; 4e-3 of the largest output
-     * leaves room above the worst seen on the H200 (see the test) and is 10x below a wrong nibble or x
-     * pairing, which is off by the size of the output itself */
+     * is above the worst seen on the H200 (3.0e-3 over the 21 cases, the same on two machines: the inputs
+     * are seeded, so the figure does not wander) and far below a wrong nibble or x pairing, which is off
+     * by the size of the output itself */
     bool f16_path = h16_mode && strcmp(h16_mode, "0") && dt == DG_DT_Q4_K && dg_gl_caps(gl)->f16_arith &&
                     !(h16_mode[0] == '2' && norm);
     double tol = f16_path ? 4e-3 : 1e-4;

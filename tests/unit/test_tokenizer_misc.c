@@ -32,8 +32,11 @@ DG_TEST(tokenizer_sotu_valid_txt)
     struct dg_tokenizer *tok = sotu();
     if (!tok)
         return;
+    const char *models = dg_test_models();
+    if (!models)
+        return;
     char path[1024];
-    snprintf(path, sizeof path, "%s/sotu-6m/valid.txt", dg_test_models());
+    snprintf(path, sizeof path, "%s/sotu-6m/valid.txt", models);
     size_t len = 0;
     char *text = dg_test_read_file(path, &len);
     CHECK(text != NULL && len == 451095);
