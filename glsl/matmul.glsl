@@ -572,6 +572,10 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 // (the conversions alone were 20% of the 8B gate/up GEMV on the H200). Products are summed in f16 over
 // one word per sub-block half (8 a lane), in f32 from there on; the sums of x that the block minimums
 // multiply are staged in f32. x in f16 keeps 11 significant bits (llama.cpp's CUDA GEMVs round x to 8).
+// Each run of 16 x is staged scaled by a power of two that brings its largest magnitude into [16, 32),
+// undone in f32 on the run's partial sum: real models' FFN inputs hold runs in the thousands ("massive
+// activations"), where 8 products of nibbles up to 15 would pass f16's 65504, and tiny runs would
+// otherwise lose bits to f16's subnormals; a power of two changes no significant bit.
 // H16 1: every Q4_K GEMV of the kernel. H16 2: only those without a fused norm and with K <= 8192 (the
 // o and down projections of 1B-class models), where tools/chain-bench.c measured it faster on the
 // H200 (bench-results/2026-12-04-nvidia-h200-h16.txt): the norm-fused q GEMV of K 2048 and the 8B down
@@ -584,7 +588,7 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #undef H16
 #define H16 0
 #endif
-#if H16 && defined(HAS_NV_GPU_SHADER5) && WTYPE == DT_Q4_K && (K * 2 + K / 4 + 4096) <= MAX_SHARED_BYTES
+#if H16 && defined(HAS_NV_GPU_SHADER5) && WTYPE == DT_Q4_K && (K * 2 + K / 2 + 4096) <= MAX_SHARED_BYTES
 #define USE_H16 1
 #undef XSH
 #define XSH 0
@@ -593,7 +597,7 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #endif
 #if USE_H16
 shared uvec4 xh[K / 8];    // uvec4 m: x vec4s 2m and 2m + 1, each as halves (x, z) then (y, w)
-shared float xs16[K / 16]; // the sum of each run of 16 x
+shared vec2 xs16[K / 16]; // each run of 16 x: its sum, and the power of two its staged halves are divided by
 // swizzle: the 8 lanes of a load phase (segments p = 0..7 of one block) differ in h (bit 1) and j (bits 3-4);
 // j's bits go to bits 0 and 2, so the 8 land on distinct 16-byte bank groups
 uint hsw(uint i) { return i ^ (((i >> 3) & 1u) | (((i >> 4) & 1u) << 2)); }
@@ -637,7 +641,7 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
 
 #if USE_H16
 // segment s of a Q4_K row from f16 x: xq[0..1] the x pairs of its sub-block 2j run, xq[2..3] of 2j + 1's
-float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec2 xsum)
+float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum)
 {
     uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
     uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
@@ -661,7 +665,7 @@ float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec2 xsum)
         ah += (unpackFloat2x16(((w >> 4) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xu.x);
         ah += (unpackFloat2x16(((w >> 12) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xu.y);
     }
-    float sl = float(al.x) + float(al.y), sh = float(ah.x) + float(ah.y);
+    float sl = (float(al.x) + float(al.y)) * xsum.z, sh = (float(ah.x) + float(ah.y)) * xsum.w;
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
 }
 #endif
@@ -869,6 +873,7 @@ void main()
         for (uint m = lid; m < uint(K) / 16u; m += uint(WG_SIZE)) {
             vec4 a[4];
             float s16 = 0.0;
+            vec4 amax = vec4(0.0);
             for (uint i = 0u; i < 4u; i++) {
                 a[i] = X4[xb + 4u * m + i];
 #if HAS_NORM_IN
@@ -876,10 +881,17 @@ void main()
                 a[i] *= norm_w(4u * m + i);
 #endif
                 s16 += dot(a[i], vec4(1.0));
+                amax = max(amax, abs(a[i]));
             }
+            int e;
+            frexp(max(max(amax.x, amax.y), max(amax.z, amax.w)), e); // the largest |x| < 2^e
+            e = clamp(e - 5, -60, 60); // past 2^-60 a run's terms vanish next to any normal activation
+            float down = exp2(float(-e));
+            for (uint i = 0u; i < 4u; i++)
+                a[i] *= down;
             xh[hsw(2u * m)] = uvec4(packHalf2x16(a[0].xz), packHalf2x16(a[0].yw), packHalf2x16(a[1].xz), packHalf2x16(a[1].yw));
             xh[hsw(2u * m + 1u)] = uvec4(packHalf2x16(a[2].xz), packHalf2x16(a[2].yw), packHalf2x16(a[3].xz), packHalf2x16(a[3].yw));
-            xs16[m] = s16;
+            xs16[m] = vec2(s16, exp2(float(e)));
         }
 #if HAS_NORM_IN
         inv = inversesqrt(wg_sum(ss) / float(K) + float(EPS)); // wg_sum's barriers also publish xh
@@ -919,7 +931,8 @@ void main()
         xq[2] = xh[hsw(u0 + 4u)];
         xq[3] = xh[hsw(u0 + 5u)];
         uint i16 = 16u * blk + 4u * (p >> 1) + (p & 1u);
-        vec2 xsum = vec2(xs16[i16], xs16[i16 + 2u]);
+        vec2 x0 = xs16[i16], x1 = xs16[i16 + 2u];
+        vec4 xsum = vec4(x0.x, x1.x, x0.y, x1.y); // the two runs' sums, then their scales
         for (uint r = 0u; r < uint(RPT); r++) {
             uint lr = min(lr0 + r, u_nrows - 1u);
             uint rb = lr * uint(WROWBYTES);
