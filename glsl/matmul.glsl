@@ -564,7 +564,7 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #undef XSH
 #define XSH 0
 #endif
-// H16 (Q4_K only, on devices with GL_NV_gpu_shader5's f16vec2 arithmetic; elsewhere the f32 path runs
+// H16 (Q4_K, and Q6_K in the split layout, on devices with GL_NV_gpu_shader5's f16vec2 arithmetic; elsewhere the f32 path runs
 // whatever the knob says): x staged in shared memory as f16 pairs and each 32-bit word of quants turned
 // into four f16 pairs by masking its nibbles into the mantissa of 1024.0 (0x6400: 1024 + n exactly) and
 // subtracting 1024, so a pair of weights costs one mask, one subtract and one fused multiply-add of two
@@ -576,8 +576,8 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 // undone in f32 on the run's partial sum: real models' FFN inputs hold runs in the thousands ("massive
 // activations"), where 8 products of nibbles up to 15 would pass f16's 65504, and tiny runs would
 // otherwise lose bits to f16's subnormals; a power of two changes no significant bit.
-// H16 1: every Q4_K GEMV of the kernel. H16 2: only those without a fused norm and with K <= 8192 (the
-// o and down projections of 1B-class models), where tools/chain-bench.c measured it faster on the
+// H16 1: every Q4_K and split Q6_K GEMV of the kernel. H16 2: only those without a fused norm and with
+// K <= 8192 (the o and down projections of 1B-class models, the LM head after its norm step), where tools/chain-bench.c measured it faster on the
 // H200 (bench-results/2026-12-04-nvidia-h200-h16.txt): the norm-fused q GEMV of K 2048 and the 8B down
 // projection (K 14336) were slower, their staging (K / 16 invocations convert x, 2 K bytes of shared
 // memory a workgroup) outweighing the gain, and the other norm-fused ones gained under 6%.
@@ -588,7 +588,8 @@ uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 1u) << (31u
 #undef H16
 #define H16 0
 #endif
-#if H16 && defined(HAS_NV_GPU_SHADER5) && WTYPE == DT_Q4_K && (K * 2 + K / 2 + 4096) <= MAX_SHARED_BYTES
+#if H16 && defined(HAS_NV_GPU_SHADER5) && (WTYPE == DT_Q4_K || WTYPE == DT_Q6_K_SPLIT) && \
+    (K * 2 + K / 2 + 4096) <= MAX_SHARED_BYTES
 #define USE_H16 1
 #undef XSH
 #define XSH 0
@@ -639,7 +640,7 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
 #endif
 }
 
-#if USE_H16
+#if USE_H16 && WTYPE == DT_Q4_K
 // segment s of a Q4_K row from f16 x: xq[0..1] the x pairs of its sub-block 2j run, xq[2..3] of 2j + 1's
 float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum)
 {
@@ -667,6 +668,48 @@ float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum)
     }
     float sl = (float(al.x) + float(al.y)) * xsum.z, sh = (float(ah.x) + float(ah.y)) * xsum.w;
     return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+}
+#endif
+#if USE_H16 && WTYPE == DT_Q6_K_SPLIT
+// segment s of a split Q6_K row (the loads of segdot's split variant below) from f16 x: xq[q] the 8 x of
+// its run q as halves (x, z), (y, w) of two vec4s, xsc[q] that run's staging scale. The 6-bit quants go
+// into the mantissa of 1024.0 like Q4_K's nibbles; subtracting 1056 leaves q - 32 exactly, so the
+// offset needs no sum of x.
+float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsc)
+{
+    uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u;
+    uint g0 = (rb >> 4) + (blk >> 3) * 105u, sb = blk & 7u, base = g0 + 1u + sb * 13u, half4 = hh * 4u + (g >> 1);
+    uvec4 qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
+    uvec4 qh = wvec(sel, base + 8u + hh * 2u + (g >> 1)), sc4 = wvec(sel, base + 12u);
+    vec2 dd = unpackHalf2x16(wu(sel, 4u * g0 + (sb >> 1)));
+    float d = (sb & 1u) != 0u ? dd.y : dd.x;
+    bool odd = (g & 1u) != 0u;
+    uvec2 A = odd ? qa.zw : qa.xy, C = odd ? qc.zw : qc.xy, H = odd ? qh.zw : qh.xy;
+    uvec2 S = hh != 0u ? sc4.zw : sc4.xy;
+    uint is = (g >> 1) * 8u;
+    vec4 sc = vec4(float(int(S.x << (24u - is)) >> 24), float(int(S.x << (8u - is)) >> 24),
+                   float(int(S.y << (24u - is)) >> 24), float(int(S.y << (8u - is)) >> 24));
+    const f16vec2 B = f16vec2(1056.0);
+    f16vec2 a0 = f16vec2(0.0), a1 = f16vec2(0.0), a2 = f16vec2(0.0), a3 = f16vec2(0.0);
+    for (uint k = 0u; k < 2u; k++) { // each run's word k: its 4 quants, one a byte (as q6_segdot)
+        uint a = A[k], c = C[k], hq = H[k];
+        uint r0 = (a & 0x0F0F0F0Fu) | ((hq & 0x03030303u) << 4), r1 = (c & 0x0F0F0F0Fu) | ((hq & 0x0C0C0C0Cu) << 2);
+        uint r2 = ((a >> 4) & 0x0F0F0F0Fu) | (hq & 0x30303030u), r3 = ((c >> 4) & 0x0F0F0F0Fu) | ((hq >> 2) & 0x30303030u);
+        uvec2 x0 = k == 0u ? xq[0].xy : xq[0].zw, x1 = k == 0u ? xq[1].xy : xq[1].zw;
+        uvec2 x2 = k == 0u ? xq[2].xy : xq[2].zw, x3 = k == 0u ? xq[3].xy : xq[3].zw;
+        // bytes 0 and 2 pair with x halves (x, z), bytes 1 and 3 with (y, w)
+        a0 += (unpackFloat2x16((r0 & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x0.x);
+        a0 += (unpackFloat2x16(((r0 >> 8) & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x0.y);
+        a1 += (unpackFloat2x16((r1 & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x1.x);
+        a1 += (unpackFloat2x16(((r1 >> 8) & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x1.y);
+        a2 += (unpackFloat2x16((r2 & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x2.x);
+        a2 += (unpackFloat2x16(((r2 >> 8) & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x2.y);
+        a3 += (unpackFloat2x16((r3 & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x3.x);
+        a3 += (unpackFloat2x16(((r3 >> 8) & 0x00FF00FFu) | 0x64006400u) - B) * unpackFloat2x16(x3.y);
+    }
+    vec4 acc = vec4(float(a0.x) + float(a0.y), float(a1.x) + float(a1.y), float(a2.x) + float(a2.y),
+                    float(a3.x) + float(a3.y));
+    return d * dot(sc, acc * xsc);
 }
 #endif
 
@@ -922,7 +965,24 @@ void main()
     for (int i = 0; i < NV; i++)
         v[i] = 0.0;
     g_ss = 0.0;
-#if USE_H16
+#if USE_H16 && WTYPE == DT_Q6_K_SPLIT
+    for (uint s = l; s < NSEG; s += uint(TPR)) {
+        // run q of the segment: x vec4s 64 blk + 32 hh + 2 g + 8 q and the next (load_x), uvec4 m0 + 4 q of xh
+        uint blk = s >> 3, sp = s & 7u, m0 = 32u * blk + 16u * (sp >> 2) + (sp & 3u);
+        uvec4 xq[4];
+        for (uint q = 0u; q < 4u; q++)
+            xq[q] = xh[hsw(m0 + 4u * q)];
+        uint i16 = 16u * blk + 8u * (sp >> 2) + ((sp & 3u) >> 1);
+        vec4 xsc = vec4(xs16[i16].y, xs16[i16 + 2u].y, xs16[i16 + 4u].y, xs16[i16 + 6u].y);
+        for (uint r = 0u; r < uint(RPT); r++) {
+            uint lr = min(lr0 + r, u_nrows - 1u);
+            v[r] += segdot16(0u, lr * uint(WROWBYTES), s, xq, xsc);
+#if GLU
+            v[RPT + int(r)] += segdot16(1u, lr * uint(WROWBYTES), s, xq, xsc);
+#endif
+        }
+    }
+#elif USE_H16
     for (uint s = l; s < NSEG; s += uint(TPR)) {
         uint blk = s >> 3, p = s & 7u, u0 = 32u * blk + 8u * (p >> 1) + 2u * (p & 1u);
         uvec4 xq[4];

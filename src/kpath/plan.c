@@ -290,7 +290,9 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * f16): 1B down 2048x8192 11.8 -> 9.9, o 2048x2048 5.8 -> 5.7, 8B gate/up 43.4 -> 34.1; the 8B
          * down 4096x14336 is slower (26.4 -> 32.9), and so is the 1B's norm-fused q (5.8 -> 6.6) where the
          * k (5.1 -> 4.9) and the 8B q (11.3 -> 10.6) gain little: the norm-fused steps stay f32. End to end
-         * (1B Q4_K_M tg128, same machine, two A/B pairs): about +3% */
+         * (1B Q4_K_M tg128, same machine, two A/B pairs): about +3%. Split Q6_K the same way
+         * (bench-results/2026-12-04-nvidia-h200-h16-q6k.txt): the 1B LM head 92.3 -> 85.7 us, its Q6_K down
+         * 12.3 -> 11.3; the 8B Q6_K down (K 14336, left out by H16 2) 27.5 -> 38.8; 1B tg128 810 -> 826 */
         add_knob_pref(plan, "ffn_gate_up", "main", "H16", "1");
         add_knob_pref(plan, "matmul", "main", "H16", "2");
         add_knob_pref(plan, "add_rmsnorm", "main", "WG_SIZE", "256");
