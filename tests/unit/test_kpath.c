@@ -515,11 +515,9 @@ DG_TEST(kpath_knob_prefs_by_weight_format)
     dg_kp_registry_free(&reg);
 }
 
-/* A knob preference can name the step op it is for: the nvidia profile gives the decode LM head 16 rows a
- * workgroup and every other decode matmul/main step 8, whichever order the steps come in. */
-/* The nvidia profile's H16 (Q4_K GEMVs in f16 arithmetic where the device has it): 1 on the gate/up steps,
- * at 16 rows a workgroup; 2 (only GEMVs without a fused norm, K <= 8192) on the matmul steps; not on the
- * llvmpipe profile */
+/* The nvidia profile's H16 (Q4_K and split Q6_K GEMVs in f16 arithmetic where the device has it): 1 on the
+ * gate/up steps, at 16 rows a workgroup; 2 (only GEMVs without a fused norm, K <= 8192) on the matmul
+ * steps; not on the llvmpipe profile */
 DG_TEST(kpath_nvidia_h16_prefs)
 {
     struct dg_kp_registry reg;
@@ -559,6 +557,8 @@ DG_TEST(kpath_nvidia_h16_prefs)
     dg_kp_registry_free(&reg);
 }
 
+/* A knob preference can name the step op it is for: the nvidia profile gives the decode LM head 16 rows a
+ * workgroup and every other decode matmul/main step 8, whichever order the steps come in. */
 DG_TEST(kpath_knob_prefs_by_op)
 {
     struct dg_kp_registry reg;
