@@ -640,20 +640,40 @@ void load_x(uint xb, uint s, out vec4 xs[XV])
 #endif
 }
 
-#if USE_H16 && WTYPE == DT_Q4_K
-// segment s of a Q4_K row from f16 x: xq[0..1] the x pairs of its sub-block 2j run, xq[2..3] of 2j + 1's
-float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum)
+#if WTYPE == DT_Q4_K
+// a Q4_K segment's weights: its block's header (d, dmin, the 12 bytes of scales and mins) and its 16 bytes
+// of quants. Loaded apart from the arithmetic, so the f32 and f16 segment decoders share the loads.
+struct q4seg {
+    uvec4 h, q;
+};
+q4seg seg_load(uint sel, uint rb, uint s)
 {
-    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
-    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
-    vec2 dm = unpackHalf2x16(h.x);
+    uint blk = (rb >> 4) + (s >> 3) * 9u;
+    return q4seg(wvec(sel, blk), wvec(sel, blk + 1u + (s & 7u)));
+}
+// the six-bit scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4): (sc0, sc1, m0, m1).
+// Selects, not an if on j: with the branch the compiler issued the next row's loads only after it
+// (H200, tools/chain-bench.c, 8B gate/up 14336x4096, 256/16/2 with XSH: 54.2 -> 47.1 us)
+uvec4 q4k_scale_min(uvec4 h, uint j)
+{
     uint b0 = 16u * (j & 1u);
     uint ys = h.y >> b0, zs = h.z >> b0, e = h.w >> b0;
     bool lowj = j < 2u;
-    uint sc0 = lowj ? ys & 63u : (e & 15u) | (((ys >> 6) & 3u) << 4);
-    uint sc1 = lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4);
-    uint m0 = lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4);
-    uint m1 = lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4);
+    return uvec4(lowj ? ys & 63u : (e & 15u) | (((ys >> 6) & 3u) << 4),
+                 lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4),
+                 lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4),
+                 lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4));
+}
+#endif
+#if USE_H16 && WTYPE == DT_Q4_K
+// segment s of a Q4_K row from f16 x: xq[0..1] the x pairs of its sub-block 2j run, xq[2..3] of 2j + 1's;
+// w its weights (seg_load)
+float segdot16w(q4seg w, uint s, uvec4 xq[4], vec4 xsum)
+{
+    uint j = (s & 7u) >> 1;
+    uvec4 h = w.h, q = w.q;
+    vec2 dm = unpackHalf2x16(h.x);
+    uvec4 sm = q4k_scale_min(h, j);
     const f16vec2 B = f16vec2(1024.0);
     f16vec2 al = f16vec2(0.0), ah = f16vec2(0.0);
     for (uint k = 0u; k < 4u; k++) {
@@ -667,21 +687,37 @@ float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum)
         ah += (unpackFloat2x16(((w >> 12) & 0x000F000Fu) | 0x64006400u) - B) * unpackFloat2x16(xu.y);
     }
     float sl = (float(al.x) + float(al.y)) * xsum.z, sh = (float(ah.x) + float(ah.y)) * xsum.w;
-    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum.x + float(m1) * xsum.y);
+    return dm.x * (float(sm.x) * sl + float(sm.y) * sh) - dm.y * (float(sm.z) * xsum.x + float(sm.w) * xsum.y);
 }
+float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsum) { return segdot16w(seg_load(sel, rb, s), s, xq, xsum); }
 #endif
-#if USE_H16 && WTYPE == DT_Q6_K_SPLIT
-// segment s of a split Q6_K row (the loads of segdot's split variant below) from f16 x: xq[q] the 8 x of
-// its run q as halves (x, z), (y, w) of two vec4s, xsc[q] that run's staging scale. The 6-bit quants go
-// into the mantissa of 1024.0 like Q4_K's nibbles; subtracting 1056 leaves q - 32 exactly, so the
-// offset needs no sum of x.
-float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsc)
+#if WTYPE == DT_Q6_K_SPLIT
+// a split Q6_K segment's weights (the layout in wdecode.inc.glsl): every load an aligned uvec4, of which
+// the segment uses one half (its neighbour g ^ 1 the other) for the ql and qh runs, and one word pair of
+// the scales; d is the word of the group's scale vector that holds its sub-block's half. Components are
+// picked by selects by the callers: a vector indexed by a run-time value went through local memory on the
+// H200 (3x slower than the GGUF decode).
+struct q6seg {
+    uvec4 a, c, h, sc;
+    uint d;
+};
+q6seg seg_load(uint sel, uint rb, uint s)
 {
     uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u;
     uint g0 = (rb >> 4) + (blk >> 3) * 105u, sb = blk & 7u, base = g0 + 1u + sb * 13u, half4 = hh * 4u + (g >> 1);
-    uvec4 qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
-    uvec4 qh = wvec(sel, base + 8u + hh * 2u + (g >> 1)), sc4 = wvec(sel, base + 12u);
-    vec2 dd = unpackHalf2x16(wu(sel, 4u * g0 + (sb >> 1)));
+    return q6seg(wvec(sel, base + half4), wvec(sel, base + half4 + 2u), wvec(sel, base + 8u + hh * 2u + (g >> 1)),
+                 wvec(sel, base + 12u), wu(sel, 4u * g0 + (sb >> 1)));
+}
+#endif
+#if USE_H16 && WTYPE == DT_Q6_K_SPLIT
+// segment s of a split Q6_K row (w from seg_load) from f16 x: xq[q] the 8 x of its run q as halves (x, z),
+// (y, w) of two vec4s, xsc[q] that run's staging scale. The 6-bit quants go into the mantissa of 1024.0
+// like Q4_K's nibbles; subtracting 1056 leaves q - 32 exactly, so the offset needs no sum of x.
+float segdot16w(q6seg w, uint s, uvec4 xq[4], vec4 xsc)
+{
+    uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u, sb = blk & 7u;
+    uvec4 qa = w.a, qc = w.c, qh = w.h, sc4 = w.sc;
+    vec2 dd = unpackHalf2x16(w.d);
     float d = (sb & 1u) != 0u ? dd.y : dd.x;
     bool odd = (g & 1u) != 0u;
     uvec2 A = odd ? qa.zw : qa.xy, C = odd ? qc.zw : qc.xy, H = odd ? qh.zw : qh.xy;
@@ -711,6 +747,7 @@ float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsc)
                     float(a3.x) + float(a3.y));
     return d * dot(sc, acc * xsc);
 }
+float segdot16(uint sel, uint rb, uint s, uvec4 xq[4], vec4 xsc) { return segdot16w(seg_load(sel, rb, s), s, xq, xsc); }
 #endif
 
 #if WTYPE == DT_Q4_K && XCO
@@ -735,29 +772,19 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     return dm.x * (dot(scA, SA) + dot(scB, SB)) - dm.y * (dot(mA, xsum[0]) + dot(mB, xsum[1]));
 }
 #elif WTYPE == DT_Q4_K
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+float segdotw(q4seg w, uint s, vec4 xs[XV], vec4 xsum[2])
 {
-    uint blk = (rb >> 4) + (s >> 3) * 9u, p = s & 7u, j = p >> 1;
-    uvec4 h = wvec(sel, blk), q = wvec(sel, blk + 1u + p);
-    vec2 dm = unpackHalf2x16(h.x);
-    // scales and mins of sub-blocks 2j and 2j + 1 (GGUF get_scale_min_k4)
-    uint b0 = 16u * (j & 1u);
-    // selects, not an if on j: with the branch the compiler issued the next row's loads only after it
-    // (H200, tools/chain-bench.c, 8B gate/up 14336x4096, 256/16/2 with XSH: 54.2 -> 47.1 us)
-    uint ys = h.y >> b0, zs = h.z >> b0, e = h.w >> b0;
-    bool lowj = j < 2u;
-    uint sc0 = lowj ? ys & 63u : (e & 15u) | (((ys >> 6) & 3u) << 4);
-    uint sc1 = lowj ? (ys >> 8) & 63u : ((e >> 8) & 15u) | (((ys >> 14) & 3u) << 4);
-    uint m0 = lowj ? zs & 63u : ((e >> 4) & 15u) | (((zs >> 6) & 3u) << 4);
-    uint m1 = lowj ? (zs >> 8) & 63u : ((e >> 12) & 15u) | (((zs >> 14) & 3u) << 4);
+    vec2 dm = unpackHalf2x16(w.h.x);
+    uvec4 sm = q4k_scale_min(w.h, (s & 7u) >> 1);
     float sl = 0.0, sh = 0.0;
     for (uint k = 0u; k < 4u; k++) { // a word's 8 nibbles masked in place, its bytes then floats (ubytes)
-        uint lo = q[k] & 0x0F0F0F0Fu, hi = (q[k] >> 4) & 0x0F0F0F0Fu;
+        uint lo = w.q[k] & 0x0F0F0F0Fu, hi = (w.q[k] >> 4) & 0x0F0F0F0Fu;
         sl += dot(ubytes(lo), xs[k]);
         sh += dot(ubytes(hi), xs[4u + k]);
     }
-    return dm.x * (float(sc0) * sl + float(sc1) * sh) - dm.y * (float(m0) * xsum[0].x + float(m1) * xsum[0].y);
+    return dm.x * (float(sm.x) * sl + float(sm.y) * sh) - dm.y * (float(sm.z) * xsum[0].x + float(sm.w) * xsum[0].y);
 }
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2]) { return segdotw(seg_load(sel, rb, s), s, xs, xsum); }
 #elif WTYPE == DT_Q6_K || WTYPE == DT_Q6_K_SPLIT
 // Segment t = s % 8 of a Q6_K block: half hh = t / 4 and l = 8g .. 8g + 7 (g = t % 4) of each of its four
 // runs of 32. A: its ql bytes of runs 0 and 2 (low and high nibbles), C: those of runs 1 and 3, H: the 2-bit
@@ -796,22 +823,17 @@ float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
     return q6_segdot(A, C, H, funnel(s0, s1, sh), funnel(s1, s2, sh), g, d, xs, xsum);
 }
 #else
-// The split layout (wdecode.inc.glsl): every load an aligned uvec4, of which a segment uses one half (its
-// neighbour g ^ 1 the other) for the ql and qh runs, and one word pair of the scales
-float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])
+// the split layout (seg_load above)
+float segdotw(q6seg w, uint s, vec4 xs[XV], vec4 xsum[2])
 {
-    uint blk = s >> 3, t = s & 7u, hh = t >> 2, g = t & 3u;
-    uint g0 = (rb >> 4) + (blk >> 3) * 105u, sb = blk & 7u, base = g0 + 1u + sb * 13u, half4 = hh * 4u + (g >> 1);
-    uvec4 qa = wvec(sel, base + half4), qc = wvec(sel, base + half4 + 2u);
-    uvec4 qh = wvec(sel, base + 8u + hh * 2u + (g >> 1)), sc4 = wvec(sel, base + 12u);
-    // components picked by selects: a vector indexed by a run-time value went through local memory on
-    // the H200 (3x slower than the GGUF decode); d is one word load of the group's scale vector
-    vec2 dd = unpackHalf2x16(wu(sel, 4u * g0 + (sb >> 1)));
+    uint t = s & 7u, hh = t >> 2, g = t & 3u, sb = (s >> 3) & 7u;
+    vec2 dd = unpackHalf2x16(w.d);
     float d = (sb & 1u) != 0u ? dd.y : dd.x;
     bool odd = (g & 1u) != 0u;
-    uvec2 sc = hh != 0u ? sc4.zw : sc4.xy;
-    return q6_segdot(odd ? qa.zw : qa.xy, odd ? qc.zw : qc.xy, odd ? qh.zw : qh.xy, sc.x, sc.y, g, d, xs, xsum);
+    uvec2 sc = hh != 0u ? w.sc.zw : w.sc.xy;
+    return q6_segdot(odd ? w.a.zw : w.a.xy, odd ? w.c.zw : w.c.xy, odd ? w.h.zw : w.h.xy, sc.x, sc.y, g, d, xs, xsum);
 }
+float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2]) { return segdotw(seg_load(sel, rb, s), s, xs, xsum); }
 #endif
 #elif WTYPE == DT_Q8_0
 float segdot(uint sel, uint rb, uint s, vec4 xs[XV], vec4 xsum[2])

@@ -14,6 +14,7 @@
 #include "core/half.h"
 #include "core/log.h"
 #include "pipe/exec_internal.h"
+#include <GLES2/gl2ext.h> /* GL_TIME_ELAPSED_EXT (the replay diagnostics) */
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -1264,6 +1265,19 @@ struct replay {
     int n_uni;
 };
 
+/* The uniform block of a pass: its first position, its token count and whether longrope's long factors apply */
+static dg_status pass_uniforms(struct dg_exec *ex, int n)
+{
+    const struct dg_hparams *hp = &ex->m->hp;
+    uint32_t ubo[4] = {(uint32_t)ex->pos, (uint32_t)n,
+                       hp->rope.type == DG_ROPE_LONGROPE && ex->pos + n > hp->rope.original_max_pos, 0};
+    dg_status st = dg_buffer_upload(ex->gl, ex->ubo, 0, sizeof ubo, ubo);
+    if (st)
+        return st;
+    glBindBufferBase(GL_UNIFORM_BUFFER, 0, ex->ubo->id);
+    return DG_OK;
+}
+
 /* Issues one dispatch of a list: its barrier, program, bindings and uniforms (those not already held).
  * t0 > 0: the dispatch computes token row t0 (u_t0), which is set back to 0 after it, since the decode
  * list runs the same program at row 0. */
@@ -1334,11 +1348,8 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
         if ((st = dg_buffer_upload(ex->gl, tok->buf, 0, (uint64_t)n * 4, idbuf)))
             return st;
     }
-    uint32_t ubo[4] = {(uint32_t)ex->pos, (uint32_t)n,
-                       hp->rope.type == DG_ROPE_LONGROPE && ex->pos + n > hp->rope.original_max_pos, 0};
-    if ((st = dg_buffer_upload(ex->gl, ex->ubo, 0, sizeof ubo, ubo)))
+    if ((st = pass_uniforms(ex, n)))
         return st;
-    glBindBufferBase(GL_UNIFORM_BUFFER, 0, ex->ubo->id);
     if (ph->cur_T != n) {
         for (int i = 0; i < ph->n; i++)
             if ((st = eval_groups(&ph->d[i], n)))
@@ -1419,6 +1430,81 @@ dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *
         done += c;
     }
     return DG_OK;
+}
+
+/* Diagnostics for tools/replay-bench.c: the decode list replayed reps times at the current position
+ * (which does not advance: every pass recomputes the same token), inside one GPU timer query where the
+ * driver has one, so the GPU time of a token's dispatches is measured without the per-token read-back.
+ * only: replay just the dispatches of that kernel (NULL: all), each still behind its barrier; skip: all
+ * but that kernel's; nobar: drop the barriers before that kernel's dispatches ("": every barrier; NULL:
+ * none), which makes the results wrong and measures what those barriers cost. */
+dg_status dg_exec_replay_decode(struct dg_exec *ex, int reps, const char *only, const char *skip, const char *nobar,
+                                double *gpu_us, double *wall_us)
+{
+    struct phase *ph = &ex->ph[0];
+    dg_status st;
+    if ((st = pass_uniforms(ex, 1)))
+        return st;
+    if (ph->cur_T != 1) {
+        for (int i = 0; i < ph->n; i++)
+            if ((st = eval_groups(&ph->d[i], 1)))
+                return st;
+        ph->cur_T = 1;
+    }
+    const struct dg_gl_caps *caps = dg_gl_caps(ex->gl);
+    GLuint q = 0;
+    if (caps->timer_query && caps->time_elapsed_works) {
+        glGenQueries(1, &q);
+        glBeginQuery(GL_TIME_ELAPSED_EXT, q);
+    }
+    glFinish();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct replay rp;
+    memset(&rp, 0, sizeof rp);
+    for (int r = 0; r < reps; r++) {
+        for (int i = 0; i < ph->n; i++) {
+            struct disp d = ph->d[i];
+            bool mine = !strcmp(d.k->name, only ? only : skip ? skip : "");
+            if ((only && !mine) || (skip && mine))
+                continue;
+            d.barrier = d.barrier || only != NULL;
+            if (nobar && (!nobar[0] || !strcmp(d.k->name, nobar)))
+                d.barrier = false;
+            if ((st = replay_one(ex, &rp, &d, 0)))
+                return st;
+        }
+    }
+    if (q)
+        glEndQuery(GL_TIME_ELAPSED_EXT);
+    glFinish();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *wall_us = ((t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3) / reps;
+    *gpu_us = 0;
+    if (q) {
+        GLuint ns = 0; /* 32 bits of nanoseconds: 4 s, far more than a diagnostic's passes take */
+        glGetQueryObjectuiv(q, GL_QUERY_RESULT, &ns);
+        *gpu_us = (double)ns / 1e3 / reps;
+        glDeleteQueries(1, &q);
+        if (*wall_us * reps > 4.0e6)
+            *gpu_us = 0; /* the 32-bit count may have wrapped: the caller falls back to the wall time */
+    }
+    return dg_gl_check("replaying the decode list");
+}
+
+/* the distinct kernel names of the decode list, in order of first use; returns how many (at most max) */
+int dg_exec_decode_kernels(const struct dg_exec *ex, const char **names, int max)
+{
+    int n = 0;
+    for (int i = 0; i < ex->ph[0].n; i++) {
+        const char *k = ex->ph[0].d[i].k->name;
+        int j = 0;
+        while (j < n && strcmp(names[j], k))
+            j++;
+        if (j == n && n < max)
+            names[n++] = k;
+    }
+    return n;
 }
 
 dg_status dg_exec_forward_gpu_token(struct dg_exec *ex)

@@ -49,6 +49,12 @@ dg_status dg_exec_forward(struct dg_exec *ex, const int32_t *ids, int n, float *
 /* One decode step whose input id is already in the token_ids slot's element 0 on the GPU (written there
  * by the sampler): the GPU-only decode loop, no upload and no read-back. */
 dg_status dg_exec_forward_gpu_token(struct dg_exec *ex);
+/* Diagnostics (tools/replay-bench.c): replays the decode list reps times at the current position, only
+ * one kernel's dispatches or all but one (names as the registry's), or without the barriers before one
+ * kernel's dispatches ("": all barriers); GPU (0: no timer) and wall microseconds a pass. */
+dg_status dg_exec_replay_decode(struct dg_exec *ex, int reps, const char *only, const char *skip, const char *nobar,
+                                double *gpu_us, double *wall_us);
+int dg_exec_decode_kernels(const struct dg_exec *ex, const char **names, int max);
 /* A slot's buffer ("logits": rows of vocab f32 for the last pass; "token_ids": the pass's input ids), or
  * NULL when the path has no such slot. */
 const struct dg_buffer *dg_exec_slot(const struct dg_exec *ex, const char *name);
