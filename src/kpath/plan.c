@@ -305,6 +305,14 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         add_knob_pref(plan, "attention", "split", "NSPLIT", "16");
         add_knob_pref(plan, "attention_fused", "main", "CHUNK", "16");
         add_knob_pref(plan, "attention_fused", "main", "NSPLIT", "16");
+        /* and 128 invocations reading v as uvec4s of 8 halves (VEC_V): tools/replay-bench.c on the H200
+         * (2026-12-04, Llama-3.2-1B shape Q4_K_M, us a token / of which attention_fused, at 64 -> 128
+         * invocations with VEC_V): 1124 / 151 -> 1096 / 132 at position 64, 1365 / 286 -> 1240 / 209 at
+         * 1000, 1959 / 957 -> 1592 / 536 at 3000; bench tg128 814 / 838 -> 863, Qwen3-0.6B 691 -> 726.
+         * 8 splits were faster at position 64 (1080) and as slow as before from 1000 on; 256 invocations
+         * matched 128 (bench-results/2026-12-04-nvidia-h200-attention-sweep.txt) */
+        add_knob_pref(plan, "attention_fused", "main", "WG_SIZE", "128");
+        add_knob_pref(plan, "attention_fused", "main", "VEC_V", "1");
         /* Prefill: the tiled entry with 128 threads of 16 tokens each, measured on the H200 (Llama-3.2-1B
          * shape Q4_K_M, pp512): 3274 tok/s at the defaults (64 x 8), 3633 at 128 x 8, 4621 at 128 x 16,
          * 4529 at 256 x 16, 3764 at 64 x 16; TM 32 with KS 512 exceeds the shared memory. */

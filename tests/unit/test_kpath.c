@@ -557,6 +557,39 @@ DG_TEST(kpath_nvidia_h16_prefs)
     dg_kp_registry_free(&reg);
 }
 
+/* The nvidia profile's decode attention: attention_fused at 16 splits of 16-key blocks, 128 invocations
+ * reading v as uvec4s (VEC_V), the shape tools/replay-bench.c measured fastest on the H200 at positions 64
+ * to 3000 (src/kpath/plan.c) */
+DG_TEST(kpath_nvidia_attention_prefs)
+{
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    struct dg_kpath p;
+    struct dg_kplan plan;
+    if (nvidia_path(&reg, "llama-q4k-fused", &p, &plan)) {
+        struct dg_kp_resolved r;
+        CHECK_OK(dg_kplan_resolve(&plan, &reg, NULL, &p, false, &r));
+        int n = 0;
+        for (int s = 0; s < r.sec[1].n_steps; s++) {
+            const struct dg_kp_step *st = &r.sec[1].steps[s];
+            if (strcmp(st->kernel, "attention_fused"))
+                continue;
+            static const char *const want[][2] = {{"NSPLIT", "16"}, {"CHUNK", "16"}, {"WG_SIZE", "128"}, {"VEC_V", "1"}};
+            for (int i = 0; i < 4; i++) {
+                const char *v = step_const(st, want[i][0]);
+                CHECK_MSG(v && !strcmp(v, want[i][1]), "attention_fused %s: %s, want %s", want[i][0], v ? v : "unset",
+                          want[i][1]);
+            }
+            n++;
+        }
+        CHECK_MSG(n == 1, "%d attention_fused decode steps", n);
+        dg_kp_resolved_free(&r);
+        dg_kpath_free(&p);
+    }
+    dg_kp_registry_free(&reg);
+}
+
 /* A knob preference can name the step op it is for: the nvidia profile gives the decode LM head 16 rows a
  * workgroup and every other decode matmul/main step 8, whichever order the steps come in. */
 DG_TEST(kpath_knob_prefs_by_op)
