@@ -1,4 +1,7 @@
 #version 310 es
+#if defined(IMG) && IMG != 0
+#extension GL_EXT_texture_buffer : require
+#endif
 #if defined(H16) && defined(HAS_NV_GPU_SHADER5)
 #if H16 != 0
 #extension GL_NV_gpu_shader5 : require
@@ -106,8 +109,25 @@ layout(location = 2) uniform uint u_t0;
 // g_ss accumulates the sum of squares of the x a thread loaded with xin_ss.
 uint g_xb = 0u;
 float g_ss = 0.0;
+// IMG (the row GEMV under the plan's imageReads): x, the weights (wdecode.inc.glsl) and the norm weights are
+// read through image buffers on units 2, 0 / 1 and 3 (the registry's imageUnit), which llvmpipe loads as
+// vectors where it loads an SSBO one lane at a time; the SSBOs stay bound and declared for the other
+// entries.
+#if IMG
+#ifndef GEMV_ROW
+#error IMG is for the row entry only (the registry marks it imageReads)
+#endif
+layout(rgba32f, binding = 2) readonly uniform highp imageBuffer XI;
+vec4 xraw(uint i) { return imageLoad(XI, int(i)); }
+#else
+vec4 xraw(uint i) { return X4[i]; }
+#endif
 #if HAS_NORM_IN
+#if IMG
+layout(rgba32f, binding = 3) readonly uniform highp imageBuffer NWI;
+#else
 layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };
+#endif
 #include "reduce.inc.glsl"
 // inverse RMS of token t's row of x; every invocation must call it (it reduces over the workgroup)
 float x_inv_rms(uint t)
@@ -115,20 +135,25 @@ float x_inv_rms(uint t)
     uint xb = t * (uint(K) / 4u);
     float s = 0.0;
     for (uint i = gl_LocalInvocationID.x; i < uint(K) / 4u; i += uint(WG_SIZE)) {
-        vec4 v = X4[xb + i];
+        vec4 v = xraw(xb + i);
         s += dot(v, v);
     }
     return inversesqrt(wg_sum(s) / float(K) + float(EPS));
 }
 vec4 norm_w(uint k4)
 {
-#if GEMMA
-    return NW4[k4] + 1.0;
+#if IMG
+    vec4 w = imageLoad(NWI, int(k4));
 #else
-    return NW4[k4];
+    vec4 w = NW4[k4];
+#endif
+#if GEMMA
+    return w + 1.0;
+#else
+    return w;
 #endif
 }
-vec4 xin(uint i) { return X4[i] * norm_w(i - g_xb); }
+vec4 xin(uint i) { return xraw(i) * norm_w(i - g_xb); }
 vec4 xin_ss(uint i)
 {
     vec4 v = X4[i];
@@ -136,7 +161,7 @@ vec4 xin_ss(uint i)
     return v * norm_w(i - g_xb);
 }
 #else
-vec4 xin(uint i) { return X4[i]; }
+vec4 xin(uint i) { return xraw(i); }
 vec4 xin_ss(uint i) { return X4[i]; }
 #endif
 

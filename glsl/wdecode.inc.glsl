@@ -6,7 +6,8 @@
 // are 16-byte aligned and read as uvec4; Q4_1 (20) and Q5_1 (24) are 4-byte aligned and read as words;
 // Q8_0 (34), Q6_K (210), Q4_0 (18) and Q5_0 (22) are read as unaligned 32-bit words. Each decoder
 // follows the CPU reference of model/quant.c (ggml's dequantize_row_* formulas) element for element.
-// Needs WTYPE (a DT_* code) and WROWBYTES (bytes per row); the includer may define WSEL2 for U4.
+// Needs WTYPE (a DT_* code) and WROWBYTES (bytes per row); the includer may define WSEL2 for U4, and IMG
+// to read both through image buffers instead (llvmpipe's fast load path).
 
 #ifndef WTYPE
 #define WTYPE DT_F32
@@ -15,12 +16,26 @@
 #define WROWBYTES 256
 #endif
 
+#ifndef IMG
+#define IMG 0 // 1: the weights are read through image buffers (the registry's imageUnit 0 and 1), not SSBOs
+#endif
+#if IMG
+// The includer enables GL_EXT_texture_buffer. Same words as W4 / U4: texel i is uvec4 i of the binding.
+layout(rgba32ui, binding = 0) readonly uniform highp uimageBuffer WI;
+#ifdef WSEL2
+layout(rgba32ui, binding = 1) readonly uniform highp uimageBuffer UI;
+uvec4 wvec(uint sel, uint i) { return sel == 0u ? imageLoad(WI, int(i)) : imageLoad(UI, int(i)); }
+#else
+uvec4 wvec(uint sel, uint i) { return imageLoad(WI, int(i)); }
+#endif
+#else
 layout(std430, binding = 1) readonly buffer Wb { uvec4 W4[]; };
 #ifdef WSEL2
 layout(std430, binding = 4) readonly buffer Ub { uvec4 U4[]; };
 uvec4 wvec(uint sel, uint i) { return sel == 0u ? W4[i] : U4[i]; }
 #else
 uvec4 wvec(uint sel, uint i) { return W4[i]; }
+#endif
 #endif
 
 uint wword(uint sel, uint wi) { return wvec(sel, wi >> 2)[wi & 3u]; }

@@ -454,9 +454,19 @@ static void print_table(const cJSON *root, const char *saved)
                num(pt, "cpu_submit_us_decode"));
     const cJSON *rf = cJSON_GetObjectItem(root, "roofline");
     if (cJSON_IsObject(rf)) {
-        printf("bandwidth      %.2f GB/s best, %.2f GB/s median (%.0f MiB x %.0f, %s)\n", num(rf, "bandwidth_gbps_best"),
-               num(rf, "bandwidth_gbps_median"), num(rf, "buffer_bytes") / 1048576, num(rf, "repetitions"),
-               cJSON_GetStringValue(cJSON_GetObjectItem(rf, "timing_source")));
+        /* the read path the figures are from, and the other path's best where it was measured */
+        const char *rp = cJSON_GetStringValue(cJSON_GetObjectItem(rf, "read_path"));
+        bool img = rp && !strcmp(rp, "image");
+        double other = num(rf, img ? "bandwidth_gbps_ssbo" : "bandwidth_gbps_image");
+        char paths[64] = "";
+        if (rp && other > 0)
+            snprintf(paths, sizeof paths, "; %s loads; %s %.2f GB/s", img ? "image" : "SSBO", img ? "SSBO" : "image",
+                     other);
+        else if (rp)
+            snprintf(paths, sizeof paths, "; %s loads", img ? "image" : "SSBO");
+        printf("bandwidth      %.2f GB/s best, %.2f GB/s median (%.0f MiB x %.0f, %s%s)\n",
+               num(rf, "bandwidth_gbps_best"), num(rf, "bandwidth_gbps_median"), num(rf, "buffer_bytes") / 1048576,
+               num(rf, "repetitions"), cJSON_GetStringValue(cJSON_GetObjectItem(rf, "timing_source")), paths);
         if (num(rf, "decode_gbps") > 0)
             printf("roofline       decode reads %.3f MB/token -> %.2f GB/s = %.1f%% of the measured bandwidth\n",
                    num(rf, "decode_bytes_per_token") / 1e6, num(rf, "decode_gbps"), 100 * num(rf, "decode_share"));
@@ -719,6 +729,16 @@ static int run(int argc, char **argv)
         cJSON *rf = cJSON_AddObjectToObject(root, "roofline");
         cJSON_AddNumberToObject(rf, "bandwidth_gbps_best", rl.best_gbps);
         cJSON_AddNumberToObject(rf, "bandwidth_gbps_median", rl.median_gbps);
+        /* the figures above are the faster read path's; each path's best, null where not measured */
+        cJSON_AddStringToObject(rf, "read_path", rl.path);
+        if (rl.ssbo_best_gbps > 0)
+            cJSON_AddNumberToObject(rf, "bandwidth_gbps_ssbo", rl.ssbo_best_gbps);
+        else
+            cJSON_AddNullToObject(rf, "bandwidth_gbps_ssbo");
+        if (rl.image_best_gbps > 0)
+            cJSON_AddNumberToObject(rf, "bandwidth_gbps_image", rl.image_best_gbps);
+        else
+            cJSON_AddNullToObject(rf, "bandwidth_gbps_image");
         cJSON_AddNumberToObject(rf, "buffer_bytes", (double)rl.bytes);
         cJSON_AddNumberToObject(rf, "repetitions", rl.reps);
         cJSON_AddNumberToObject(rf, "ranges", rl.n_ranges);
@@ -740,7 +760,8 @@ static int run(int argc, char **argv)
             cJSON_AddNumberToObject(rf, "decode_tok_s_at_roofline", per_tok > 0 ? rl.best_gbps * 1e9 / per_tok : 0);
         }
         cJSON_AddStringToObject(rf, "method", "decode_share = (weight bytes + mean KV bytes read per decode token) x "
-                                              "tg tok/s / best measured read bandwidth");
+                                              "tg tok/s / best measured read bandwidth (of read_path, the faster of "
+                                              "SSBO and image loads)");
     } else {
         cJSON_AddNullToObject(root, "roofline");
     }

@@ -80,6 +80,11 @@ static cJSON *caps_json(const struct dg_gl_caps *c)
     cJSON_AddNumberToObject(sg, "stages", c->subgroup_stages);
     cJSON_AddNumberToObject(sg, "features", c->subgroup_features);
     cJSON_AddNumberToObject(o, "program_binary_formats", c->n_program_binary_formats);
+    cJSON *tb = cJSON_AddObjectToObject(o, "texture_buffer");
+    cJSON_AddBoolToObject(tb, "usable", c->texture_buffer);
+    cJSON_AddNumberToObject(tb, "max_texels", (double)c->max_texture_buffer_texels);
+    cJSON_AddNumberToObject(tb, "offset_alignment", c->texture_buffer_offset_alignment);
+    cJSON_AddNumberToObject(tb, "max_compute_image_uniforms", c->max_compute_image_uniforms);
     cJSON *l = cJSON_AddObjectToObject(o, "limits");
     cJSON_AddNumberToObject(l, "max_ssbo_block_size", (double)c->max_ssbo_block_size);
     cJSON_AddNumberToObject(l, "ssbo_offset_alignment", c->ssbo_offset_alignment);
@@ -114,6 +119,13 @@ static void print_text(const struct dg_gl *gl, const cJSON *root, const struct d
     else
         printf("subgroups:             no\n");
     printf("f16 arithmetic:        %s\n", c->f16_arith ? "yes (GL_NV_gpu_shader5)" : "no");
+    if (c->texture_buffer)
+        printf("texture buffers:       yes (GL_EXT_texture_buffer; %lld texels max, offsets aligned to %d; %d compute "
+               "image uniforms)\n",
+               (long long)c->max_texture_buffer_texels, c->texture_buffer_offset_alignment,
+               c->max_compute_image_uniforms);
+    else
+        printf("texture buffers:       no (image reads fall back to storage buffers)\n");
     printf("program binary formats: %d\n", c->n_program_binary_formats);
     printf("limits:\n");
     printf("  max SSBO block:      %lld bytes (%.0f MiB)%s\n", (long long)c->max_ssbo_block_size,

@@ -520,6 +520,16 @@ static void record_caps(struct dg_gl *gl)
         glGetIntegeri_v(GL_MAX_COMPUTE_WORK_GROUP_COUNT, i, &c->max_wg_count[i]);
     }
     glGetIntegerv(GL_MAX_UNIFORM_BLOCK_SIZE, &c->max_uniform_block_size);
+    glGetIntegerv(GL_MAX_COMPUTE_IMAGE_UNIFORMS, &c->max_compute_image_uniforms);
+    if (has_ext(c->extensions, "GL_EXT_texture_buffer")) {
+        gl->tex_buffer_range = (PFNGLTEXBUFFERRANGEEXTPROC)eglGetProcAddress("glTexBufferRangeEXT");
+        GLint texels = 0, align = 0;
+        glGetIntegerv(GL_MAX_TEXTURE_BUFFER_SIZE_EXT, &texels);
+        glGetIntegerv(GL_TEXTURE_BUFFER_OFFSET_ALIGNMENT_EXT, &align);
+        c->max_texture_buffer_texels = texels;
+        c->texture_buffer_offset_alignment = align > 0 ? align : 256;
+        c->texture_buffer = gl->tex_buffer_range && texels > 0;
+    }
     glGetError();
     load_timer_fns(gl);
 }
@@ -551,6 +561,7 @@ dg_status dg_gl_open(const struct dg_gl_options *opt, struct dg_gl **out)
     if (!gl)
         return dg_fail(DG_E_NOMEM, "out of memory for the GL context");
     gl->gbm_fd = -1;
+    gl->barrier_bits = GL_SHADER_STORAGE_BARRIER_BIT;
     const char *client_exts = eglQueryString(EGL_NO_DISPLAY, EGL_EXTENSIONS);
     PFNEGLGETPLATFORMDISPLAYEXTPROC get_dpy =
         (PFNEGLGETPLATFORMDISPLAYEXTPROC)eglGetProcAddress("eglGetPlatformDisplayEXT");

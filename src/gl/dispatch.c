@@ -20,7 +20,12 @@ void dg_gl_dispatch(struct dg_gl *gl, GLuint groups_x, GLuint groups_y, GLuint g
 void dg_gl_barrier(struct dg_gl *gl)
 {
     gl->n_barrier++;
-    glMemoryBarrier(GL_SHADER_STORAGE_BARRIER_BIT);
+    glMemoryBarrier(gl->barrier_bits);
+}
+
+void dg_gl_barrier_images(struct dg_gl *gl, bool on)
+{
+    gl->barrier_bits = GL_SHADER_STORAGE_BARRIER_BIT | (on ? GL_SHADER_IMAGE_ACCESS_BARRIER_BIT : 0);
 }
 
 uint64_t dg_gl_dispatch_count(const struct dg_gl *gl) { return gl->n_dispatch; }

@@ -43,6 +43,12 @@ struct dg_gl_caps {
     int max_invocations;           /* GL_MAX_COMPUTE_WORK_GROUP_INVOCATIONS */
     int max_wg_size[3], max_wg_count[3];
     int max_uniform_block_size;
+    /* GL_EXT_texture_buffer with glTexBufferRangeEXT: buffers read through imageLoad (the kernels' image
+     * reads, which llvmpipe runs as vector loads where it runs SSBO loads one lane at a time) */
+    bool texture_buffer;
+    int64_t max_texture_buffer_texels; /* GL_MAX_TEXTURE_BUFFER_SIZE_EXT */
+    int texture_buffer_offset_alignment; /* GL_TEXTURE_BUFFER_OFFSET_ALIGNMENT_EXT */
+    int max_compute_image_uniforms;      /* GL_MAX_COMPUTE_IMAGE_UNIFORMS */
     bool is_software;              /* llvmpipe/softpipe/swrast (EGL_MESA_device_software or renderer) */
     char extensions[8192];         /* space-separated GL extensions */
 };
@@ -139,8 +145,25 @@ struct dg_dispatch_info {
 /* glDispatchCompute with the program already bound by the caller; timed when profiling is on. */
 void dg_gl_dispatch(struct dg_gl *gl, GLuint groups_x, GLuint groups_y, GLuint groups_z,
                     const struct dg_dispatch_info *info);
-/* glMemoryBarrier(GL_SHADER_STORAGE_BARRIER_BIT), counted. */
+/* glMemoryBarrier(GL_SHADER_STORAGE_BARRIER_BIT), counted; with images on (dg_gl_barrier_images), also
+ * GL_SHADER_IMAGE_ACCESS_BARRIER_BIT, since a kernel may then read through an image what the previous one
+ * wrote to a storage buffer. */
 void dg_gl_barrier(struct dg_gl *gl);
+void dg_gl_barrier_images(struct dg_gl *gl, bool on);
+
+/* ---- buffers read as images (caps.texture_buffer) ---- */
+
+/* A texture-buffer view of [offset, offset + size) of buf, as texels of format (GL_RGBA32UI or
+ * GL_RGBA32F: 16 bytes each). Fails with a clear message where the device has no texture buffers, the
+ * range holds more than max_texture_buffer_texels texels, or offset is not a multiple of
+ * texture_buffer_offset_alignment; dg_buffer_image_ok says whether it would succeed. The caller deletes
+ * the view with dg_image_view_delete before releasing buf. */
+bool dg_buffer_image_ok(const struct dg_gl *gl, uint64_t offset, uint64_t size);
+dg_status dg_image_view_create(struct dg_gl *gl, const struct dg_buffer *buf, uint64_t offset, uint64_t size,
+                               GLenum format, GLuint *out);
+void dg_image_view_delete(struct dg_gl *gl, GLuint view);
+/* Binds a view to image unit `unit`, read-only. */
+void dg_image_view_bind(struct dg_gl *gl, GLuint unit, GLuint view, GLenum format);
 
 void dg_gl_profiling(struct dg_gl *gl, bool on);
 struct dg_profile_row {

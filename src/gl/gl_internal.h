@@ -43,6 +43,8 @@ struct dg_gl {
     struct dg_gl_caps caps;
     struct dg_gl_timer_fns tq;
     enum dg_timing timing;
+    PFNGLTEXBUFFERRANGEEXTPROC tex_buffer_range; /* glTexBufferRangeEXT; NULL without caps.texture_buffer */
+    GLbitfield barrier_bits;                 /* what dg_gl_barrier waits for */
 
     /* programs (program.c) */
     struct dg_program_entry **prog_buckets;

@@ -53,6 +53,11 @@ struct dg_kp_binding {
     char role[DG_KP_NAME];
     enum dg_kp_bind_kind kind;
     bool optional; /* weights: bound only when the model has the tensor (biases) */
+    /* "imageUnit" / "imageFormat": where an entry with imageReads runs under the plan's imageReads, this
+     * binding is read through a texture-buffer view bound to image unit image_unit instead of an SSBO
+     * (-1: always an SSBO) */
+    int image_unit;
+    enum dg_kp_image_format { DG_KP_IMG_RGBA32UI = 1, DG_KP_IMG_RGBA32F } image_format;
 };
 
 struct dg_kp_knob {
@@ -68,6 +73,7 @@ struct dg_kp_entry {
     char requires[DG_KP_MAX_REQ][DG_KP_NAME];
     int n_requires;
     bool split_blocks; /* "splitBlocks": reads Q8_0 / Q6_K fastest in the split layout (pipe/split_blocks.h) */
+    bool image_reads;  /* "imageReads": can read its bindings that name an imageUnit through images (IMG 1) */
 };
 
 struct dg_kp_kernel {
@@ -236,6 +242,9 @@ struct dg_kplan {
      * weights share a format and width, and q and k as one matmul_qk dispatch where only those two do (the
      * layers of Q4_K_M files whose v is Q6_K) */
     struct dg_kp_choice qkv_fusion;
+    /* "true": kernels whose entry has imageReads read their weights and input through image buffers where
+     * the device has GL_EXT_texture_buffer (the llvmpipe profile: Mesa's SSBO loads run a lane at a time) */
+    struct dg_kp_choice image_reads;
     struct dg_kp_opvariants variants[DG_KP_MAX_VARIANTS];
     int n_variants;
     /* per-layer step order, by step role, for decode [0] and prefill [1] (a path's prefill steps may differ,

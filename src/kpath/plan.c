@@ -28,6 +28,7 @@ void dg_kplan_init(struct dg_kplan *plan)
     dg_kp_choice_set(&plan->strict, "false", "default");
     dg_kp_choice_set(&plan->tuner, "true", "default");
     dg_kp_choice_set(&plan->qkv_fusion, "false", "default");
+    dg_kp_choice_set(&plan->image_reads, "false", "default");
     plan->fused_allowed = true;
 }
 
@@ -224,6 +225,10 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         /* q, k and v in one dispatch: two dispatches less a layer, and the small k/v GEMVs no longer run
          * on one core (k and v of sotu-6m are 128 rows: one or two workgroups) */
         dg_kp_choice_set(&plan->qkv_fusion, "true", src);
+        /* the row GEMVs read weights, x and the fused norm's weights through image buffers: Mesa runs an SSBO
+         * load lane by lane with a branch each, an image load as one vector fetch. sotu-6m Q8_0 decode
+         * (`profile -p 8 -n 32`, 5 alternating runs, best) 7.35 -> 3.41 ms a token (2026-12-05) */
+        dg_kp_choice_set(&plan->image_reads, "true", src);
         add_knob_pref(plan, "attention_fused", "main", "NSPLIT", "1");
         add_knob_pref(plan, "attention_fused", "main", "CHUNK", "128");
         /* 32 invocations (4 SIMD rows of llvmpipe's 8) measured best for it: `eval --decode` of 400 tokens
@@ -422,12 +427,14 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
                     return dg_fail(DG_E_FORMAT, "%s: kvDtype: \"%s\" (expected f16 or f32)", src, v);
                 dg_kp_choice_set(&plan->kv_dtype, v, src);
             }
-        } else if (strcmp(k, "strict") == 0 || strcmp(k, "tuner") == 0 || strcmp(k, "qkvFusion") == 0) {
+        } else if (strcmp(k, "strict") == 0 || strcmp(k, "tuner") == 0 || strcmp(k, "qkvFusion") == 0 ||
+                   strcmp(k, "imageReads") == 0) {
             if (!cJSON_IsBool(it))
                 return dg_fail(DG_E_FORMAT, "%s: %s: expected true or false", src, k);
-            dg_kp_choice_set(strcmp(k, "strict") == 0  ? &plan->strict
-                             : strcmp(k, "tuner") == 0 ? &plan->tuner
-                                                       : &plan->qkv_fusion,
+            dg_kp_choice_set(strcmp(k, "strict") == 0      ? &plan->strict
+                             : strcmp(k, "tuner") == 0     ? &plan->tuner
+                             : strcmp(k, "qkvFusion") == 0 ? &plan->qkv_fusion
+                                                           : &plan->image_reads,
                              cJSON_IsTrue(it) ? "true" : "false", src);
         } else if (strcmp(k, "variants") == 0) {
             if (!cJSON_IsObject(it))
@@ -485,7 +492,7 @@ static dg_status apply_obj(struct dg_kplan *plan, const cJSON *o, const char *sr
         } else {
             return dg_fail(DG_E_FORMAT,
                            "%s: %s: unknown kernel plan field (known: kernelPath, profile, q4kStrategy, strict, tuner, "
-                           "qkvFusion, kvDtype, variants, layerPipeline, knobs)",
+                           "qkvFusion, imageReads, kvDtype, variants, layerPipeline, knobs)",
                            src, k);
         }
     }
@@ -947,6 +954,7 @@ void dg_kplan_print(FILE *out, const struct dg_kplan *plan, const struct dg_kpat
     print_choice(out, "kvDtype", &plan->kv_dtype, p ? p->kv_dtype : "f16");
     print_choice(out, "tuner", &plan->tuner, "true");
     print_choice(out, "qkvFusion", &plan->qkv_fusion, "false");
+    print_choice(out, "imageReads", &plan->image_reads, "false");
     if (strcmp(plan->tuner.value, "false") != 0)
         fprintf(out, "  %-22s %d decode step winner%s%s%s\n", "tuner results", plan->n_tuned, plan->n_tuned == 1 ? "" : "s",
                 plan->tuned_file[0] ? " from " : " (none cached for this device and model)", plan->tuned_file);

@@ -150,9 +150,28 @@ static dg_status parse_kernel(const char *file, const cJSON *j, struct dg_kp_ker
                            file, role_f, kind);
         b->kind = (enum dg_kp_bind_kind)ki;
         b->optional = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "optional"));
-        for (int i = 0; i < k->n_bindings; i++)
+        b->image_unit = -1;
+        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(it, "imageUnit"),
+                    *ifm = cJSON_GetObjectItemCaseSensitive(it, "imageFormat");
+        if (iu || ifm) {
+            /* units 0-3: GLES 3.1 guarantees four image uniforms in a compute shader */
+            if (!cJSON_IsNumber(iu) || iu->valuedouble != (double)iu->valueint || iu->valueint < 0 || iu->valueint > 3)
+                return dg_fail(DG_E_FORMAT, "%s: %s.imageUnit: expected an integer in [0, 3] (with imageFormat)", file, f);
+            if (!cJSON_IsString(ifm) || (strcmp(ifm->valuestring, "rgba32ui") && strcmp(ifm->valuestring, "rgba32f")))
+                return dg_fail(DG_E_FORMAT, "%s: %s.imageFormat: expected \"rgba32ui\" or \"rgba32f\" (with imageUnit)",
+                               file, f);
+            if (b->kind == DG_KB_OUTPUT || b->kind == DG_KB_INOUT)
+                return dg_fail(DG_E_FORMAT, "%s: %s.imageUnit: image reads are for inputs and weights, not %s bindings",
+                               file, f, kind);
+            b->image_unit = iu->valueint;
+            b->image_format = strcmp(ifm->valuestring, "rgba32ui") == 0 ? DG_KP_IMG_RGBA32UI : DG_KP_IMG_RGBA32F;
+        }
+        for (int i = 0; i < k->n_bindings; i++) {
             if (k->bindings[i].binding == b->binding || strcmp(k->bindings[i].role, b->role) == 0)
                 return dg_fail(DG_E_FORMAT, "%s: %s: binding %d / role %s used twice", file, f, b->binding, b->role);
+            if (b->image_unit >= 0 && k->bindings[i].image_unit == b->image_unit)
+                return dg_fail(DG_E_FORMAT, "%s: %s: image unit %d used twice", file, f, b->image_unit);
+        }
         k->n_bindings++;
     }
     snprintf(f, sizeof f, "kernels.%s.workgroup", k->name);
@@ -189,6 +208,10 @@ static dg_status parse_kernel(const char *file, const cJSON *j, struct dg_kp_ker
         if (sb && !cJSON_IsBool(sb))
             return dg_fail(DG_E_FORMAT, "%s: %s.splitBlocks: expected true or false", file, f);
         e->split_blocks = cJSON_IsTrue(sb);
+        const cJSON *ir = cJSON_GetObjectItemCaseSensitive(it, "imageReads");
+        if (ir && !cJSON_IsBool(ir))
+            return dg_fail(DG_E_FORMAT, "%s: %s.imageReads: expected true or false", file, f);
+        e->image_reads = cJSON_IsTrue(ir);
         const cJSON *req = cJSON_GetObjectItemCaseSensitive(it, "requires"), *r;
         cJSON_ArrayForEach(r, req)
         {

@@ -52,6 +52,9 @@ struct bindrec {
     GLuint binding;
     const struct dg_buffer *buf;
     uint64_t off, size;
+    GLuint view;     /* non-zero: the range is also bound as this image view (plan imageReads) */
+    GLuint unit;     /* its image unit */
+    GLenum view_fmt; /* GL_RGBA32UI or GL_RGBA32F */
 };
 
 struct disp {
@@ -110,9 +113,55 @@ struct dg_exec {
     uint64_t weight_bytes, kv_bytes, slot_bytes;
     int last_T_ids;
     uint64_t submit_ns, submit_passes; /* CPU time issuing decode passes (the replay loop), and their count */
+    /* image views of bound ranges (plan imageReads), created at build and shared by the steps binding the
+     * same range (every GEMV of a layer reads one x slot) */
+    struct image_view {
+        const struct dg_buffer *buf;
+        uint64_t off, size;
+        GLenum fmt;
+        GLuint id;
+    } *views;
+    int n_views, cap_views;
 };
 
 /* ---- small helpers ---- */
+
+/* The image view of [off, off + size) of buf as fmt texels, created on first use. */
+static dg_status image_view_get(struct dg_exec *ex, const struct dg_buffer *buf, uint64_t off, uint64_t size,
+                                GLenum fmt, GLuint *out)
+{
+    for (int i = 0; i < ex->n_views; i++) {
+        const struct image_view *v = &ex->views[i];
+        if (v->buf == buf && v->off == off && v->size == size && v->fmt == fmt) {
+            *out = v->id;
+            return DG_OK;
+        }
+    }
+    if (ex->n_views == ex->cap_views) {
+        int cap = ex->cap_views ? 2 * ex->cap_views : 64;
+        struct image_view *nv = realloc(ex->views, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return dg_fail(DG_E_NOMEM, "out of memory for image views");
+        ex->views = nv;
+        ex->cap_views = cap;
+    }
+    dg_status st = dg_image_view_create(ex->gl, buf, off, size, fmt, out);
+    if (st)
+        return st;
+    ex->views[ex->n_views++] = (struct image_view){buf, off, size, fmt, *out};
+    dg_gl_barrier_images(ex->gl, true);
+    return DG_OK;
+}
+
+static uint64_t round16(uint64_t n) { return (n + 15) / 16 * 16; }
+
+static bool reads_images(const struct disp *d)
+{
+    for (int b = 0; b < d->nb; b++)
+        if (d->b[b].view)
+            return true;
+    return false;
+}
 
 static const struct env_var *env_find(const struct env_var *env, int n, const char *name)
 {
@@ -724,6 +773,35 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
             return dg_fail(DG_E_UNSUPPORTED, "%s: weights %s and %s differ in shape or format", where, c.primary->name,
                            c.w[bi]->name);
 
+    /* Image reads: the plan asks for them, the entry can do them (IMG), the device has texture buffers and
+     * every range this step binds at an imageUnit fits one view; else the step reads SSBOs as usual. */
+    bool img = !strcmp(ex->plan.image_reads.value, "true") && e->image_reads &&
+               dg_gl_caps(ex->gl)->texture_buffer && dg_gl_caps(ex->gl)->max_compute_image_uniforms >= 4;
+    for (int bi = 0; img && bi < k->n_bindings; bi++) {
+        if (k->bindings[bi].image_unit < 0)
+            continue;
+        const struct dg_gpu_tensor *g = c.w[bi];
+        if (k->bindings[bi].kind == DG_KB_WEIGHT) {
+            if (!g)
+                continue;
+            if (g->ndim >= 2 && g->n_parts > 1) {
+                for (int p = 0; p < g->n_parts && img; p++)
+                    img = dg_buffer_image_ok(ex->gl, g->parts[p].first_row * g->row_bytes,
+                                             round16(g->parts[p].n_rows * g->row_bytes));
+            } else {
+                img = dg_buffer_image_ok(ex->gl, 0, round16(g->row_bytes * (uint64_t)g->rows));
+            }
+        } else if (c.sl[bi]) {
+            img = dg_buffer_image_ok(ex->gl, 0, round16(c.sl[bi]->bytes));
+        } else {
+            img = false; /* KV caches and tables are not read through images */
+        }
+    }
+    if (img) {
+        defs[nd].name = "IMG";
+        defs[nd].value = "1";
+        nd++;
+    }
     dg_status st = dg_gl_program(ex->gl, k->file, defs, nd, &d.prog);
     if (st)
         return dg_fail_context(st, "%s (kernel %s/%s): ", where, k->name, e->name);
@@ -832,6 +910,12 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                 r->buf = c.sl[bi]->buf;
                 r->off = 0;
                 r->size = c.sl[bi]->bytes;
+            }
+            if (img && b->image_unit >= 0) {
+                r->unit = (GLuint)b->image_unit;
+                r->view_fmt = b->image_format == DG_KP_IMG_RGBA32UI ? GL_RGBA32UI : GL_RGBA32F;
+                if ((st = image_view_get(ex, r->buf, r->off, round16(r->size), r->view_fmt, &r->view)))
+                    return dg_fail_context(st, "%s: ", where);
             }
             dp.nb++;
         }
@@ -1123,6 +1207,9 @@ void dg_exec_destroy(struct dg_exec *ex)
     dg_buffer_release(ex->gl, ex->rope_global);
     dg_buffer_release(ex->gl, ex->rope_local);
     dg_buffer_release(ex->gl, ex->ubo);
+    for (int i = 0; i < ex->n_views; i++)
+        dg_image_view_delete(ex->gl, ex->views[i].id);
+    free(ex->views);
     free(ex->kcache);
     free(ex->vcache);
     free(ex->tensors);
@@ -1260,6 +1347,7 @@ static dg_status download_rows(struct dg_exec *ex, struct slot *s, int n, float 
  * program's row0 / nrows uniforms. */
 struct replay {
     GLuint cur;
+    GLuint image[4]; /* the view last bound at each image unit */
     struct bound_range bound[REPLAY_BINDINGS];
     struct prog_uniforms uni[REPLAY_PROGRAMS];
     int n_uni;
@@ -1295,6 +1383,10 @@ static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct 
     for (int b = 0; b < d->nb; b++) {
         const struct bindrec *br = &d->b[b];
         struct bound_range *h = br->binding < REPLAY_BINDINGS ? &rp->bound[br->binding] : NULL;
+        if (br->view && rp->image[br->unit] != br->view) {
+            dg_image_view_bind(ex->gl, br->unit, br->view, br->view_fmt);
+            rp->image[br->unit] = br->view;
+        }
         if (h && h->buf == br->buf && h->off == br->off && h->size == br->size)
             continue;
         if ((st = dg_buffer_bind(ex->gl, br->binding, br->buf, br->off, br->size)))
@@ -1563,6 +1655,9 @@ void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st)
     st->slot_bytes = ex->slot_bytes;
     for (int i = 0; i < ex->ph[0].n; i++)
         st->active_weight_bytes += ex->ph[0].d[i].wbytes;
+    for (int i = 0; i < ex->ph[0].n; i++)
+        st->image_reads_decode += reads_images(&ex->ph[0].d[i]);
+    st->image_views = ex->n_views;
     st->submit_us_decode = ex->submit_passes ? (double)ex->submit_ns / 1e3 / (double)ex->submit_passes : 0;
 }
 
@@ -1581,6 +1676,8 @@ void dg_exec_print(const struct dg_exec *ex, FILE *out)
             fprintf(out, "\n        ");
             for (int j = 0; j < d->nenv; j++)
                 fprintf(out, "%s=%lld ", d->env[j].name, (long long)d->env[j].v);
+            if (reads_images(d))
+                fprintf(out, "IMG=1 (image reads)");
             fprintf(out, "\n");
         }
     }

@@ -81,6 +81,8 @@ struct dg_exec_stats {
     /* Mean CPU time of issuing one decode pass (binding, uniforms, dispatch calls; not GPU time), in us,
      * over the passes run so far: when it approaches the time per token, decode is bound by the CPU. */
     double submit_us_decode;
+    /* plan imageReads: decode dispatches that read through image views, and the views the executor made */
+    int image_reads_decode, image_views;
 };
 void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st);
 /* Prints the decode and prefill dispatch lists of the first layer and the pre/post steps: kernel, entry,

@@ -620,3 +620,98 @@ DG_TEST(kpath_knob_prefs_by_op)
     }
     dg_kp_registry_free(&reg);
 }
+
+/* imageReads: the llvmpipe profile sets it, the command line can clear it, anything but a boolean is an
+ * error; the registry marks the row GEMVs' entries and gives x, the weights and the norm weights distinct
+ * image units with their formats; a registry with a bad imageUnit / imageFormat is refused with the field
+ * named. */
+static dg_status load_reg_text(const char *text, struct dg_kp_registry *reg)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/img-registry.json", dg_test_tmpdir());
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return DG_E_IO;
+    fputs(text, f);
+    fclose(f);
+    return dg_kp_registry_load(path, reg);
+}
+
+DG_TEST(kpath_image_reads)
+{
+    struct dg_kplan plan;
+    dg_kplan_init(&plan);
+    CHECK(!strcmp(plan.image_reads.value, "false"));
+    CHECK_OK(dg_kplan_apply_profile(&plan, "llvmpipe"));
+    CHECK(!strcmp(plan.image_reads.value, "true"));
+    CHECK_OK(dg_kplan_apply_json(&plan, "{\"imageReads\": false}", "cli"));
+    CHECK(!strcmp(plan.image_reads.value, "false") && !strcmp(plan.image_reads.src, "cli"));
+    CHECK(dg_kplan_apply_json(&plan, "{\"imageReads\": 1}", "cli") == DG_E_FORMAT);
+    CHECK(strstr(dg_last_error(), "imageReads"));
+    dg_kplan_init(&plan);
+    CHECK_OK(dg_kplan_apply_profile(&plan, "nvidia"));
+    CHECK(!strcmp(plan.image_reads.value, "false"));
+
+    struct dg_kp_registry reg;
+    if (!load_reg(&reg))
+        return;
+    const char *kernels[] = {"matmul", "ffn_gate_up", "matmul_qkv", "matmul_qk"};
+    for (int i = 0; i < 4; i++) {
+        const struct dg_kp_kernel *k = dg_kp_kernel_find(&reg, kernels[i]);
+        CHECK_MSG(k, "%s", kernels[i]);
+        if (!k)
+            continue;
+        CHECK_MSG(dg_kp_entry_find(k, "row") && dg_kp_entry_find(k, "row")->image_reads, "%s/row", kernels[i]);
+        CHECK_MSG(!dg_kp_entry_find(k, "main")->image_reads, "%s/main", kernels[i]);
+        int units = 0;
+        for (int b = 0; b < k->n_bindings; b++) {
+            const struct dg_kp_binding *bd = &k->bindings[b];
+            if (bd->image_unit < 0)
+                continue;
+            units |= 1 << bd->image_unit;
+            bool raw = !strcmp(bd->role, "weight") || !strcmp(bd->role, "gate") || !strcmp(bd->role, "up");
+            CHECK_MSG(bd->image_format == (raw ? DG_KP_IMG_RGBA32UI : DG_KP_IMG_RGBA32F), "%s.%s", kernels[i], bd->role);
+        }
+        CHECK_MSG(units == (i == 1 ? 0xf : 0xd), "%s: image units 0x%x", kernels[i], units);
+    }
+    dg_kp_registry_free(&reg);
+
+    static const char head[] = "{\"kernels\": {\"k\": {\"file\": \"add.glsl\", \"ops\": [\"add\"], \"knobs\": {}, "
+                               "\"workgroup\": \"64\", \"entries\": {\"main\": {\"define\": \"\", \"dispatch\": "
+                               "[\"1\", \"1\", \"1\"]}}, \"bytes\": \"0\", \"bindings\": [";
+    static const struct {
+        const char *binding, *field;
+    } bad[] = {
+        {"{\"binding\": 0, \"role\": \"x\", \"kind\": \"input\", \"imageUnit\": 4, \"imageFormat\": \"rgba32f\"}",
+         "imageUnit"},
+        {"{\"binding\": 0, \"role\": \"x\", \"kind\": \"input\", \"imageUnit\": 1}", "imageFormat"},
+        {"{\"binding\": 0, \"role\": \"x\", \"kind\": \"input\", \"imageUnit\": 1, \"imageFormat\": \"r32f\"}",
+         "imageFormat"},
+        {"{\"binding\": 0, \"role\": \"y\", \"kind\": \"output\", \"imageUnit\": 1, \"imageFormat\": \"rgba32f\"}",
+         "imageUnit"},
+        {"{\"binding\": 0, \"role\": \"x\", \"kind\": \"input\", \"imageUnit\": 1, \"imageFormat\": \"rgba32f\"}, "
+         "{\"binding\": 1, \"role\": \"w\", \"kind\": \"weight\", \"imageUnit\": 1, \"imageFormat\": \"rgba32ui\"}",
+         "image unit 1 used twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[2048];
+        snprintf(text, sizeof text, "%s%s]}}}", head, bad[i].binding);
+        struct dg_kp_registry r2;
+        dg_status st = load_reg_text(text, &r2);
+        CHECK_MSG(st == DG_E_FORMAT && strstr(dg_last_error(), bad[i].field), "case %zu: status %d, %s", i, (int)st,
+                  dg_last_error());
+        if (st == DG_OK)
+            dg_kp_registry_free(&r2);
+    }
+    /* the same registry with a good binding loads */
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s]}}}", head,
+             "{\"binding\": 0, \"role\": \"x\", \"kind\": \"input\", \"imageUnit\": 2, \"imageFormat\": \"rgba32f\"}");
+    struct dg_kp_registry r3;
+    dg_status st = load_reg_text(text, &r3);
+    CHECK_MSG(st == DG_OK, "good registry: %s", dg_last_error());
+    if (st == DG_OK) {
+        CHECK(r3.kernels[0].bindings[0].image_unit == 2);
+        dg_kp_registry_free(&r3);
+    }
+}
