@@ -326,6 +326,11 @@ dg_status dg_kplan_choose_path(const struct dg_kplan *plan, const char *family, 
  * plan or its fused_check is replaced by its `fallback`, with one warning). */
 dg_status dg_kplan_load_path(struct dg_kplan *plan, const struct dg_kp_registry *reg, const struct dg_kp_caps *caps,
                              const char *family, const char *weight_dtype, struct dg_kpath *out);
+/* Adds to `s` the plan's preferred knob values for a path of weight format `wformat` that it does not set
+ * itself (what resolving does with the path's own format): the executor builds a DQ prefill step, which
+ * reads f16 copies of quantized weights, with the f16 preferences. */
+void dg_kplan_step_prefs(const struct dg_kplan *plan, const struct dg_kp_registry *reg, const char *wformat,
+                         struct dg_kp_step *s);
 /* Resolves one phase (prefill or decode): per-step entries from the plan's variants (roles > phase >
  * default > the path's entry), split attention expanded into attention + attn_combine, layerPipeline
  * order; re-validates. Invalid variants are errors under strict, else warnings that keep the path's. */

@@ -185,6 +185,12 @@ static void apply_knob_prefs(const struct dg_kplan *plan, const struct dg_kp_reg
     }
 }
 
+void dg_kplan_step_prefs(const struct dg_kplan *plan, const struct dg_kp_registry *reg, const char *wformat,
+                         struct dg_kp_step *s)
+{
+    apply_knob_prefs(plan, reg, wformat, s);
+}
+
 dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
 {
     bool known = false;
@@ -333,6 +339,23 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
          * (bench-results/2026-12-03-nvidia-h200-tiled-rpt.txt, ...-tiled-rpt-q4k.txt) */
         add_knob_pref_for(plan, "f16", "matmul", "tiled", "RPT", "2");
         add_knob_pref_for(plan, "f16", "ffn_gate_up", "tiled", "RPT", "2");
+        /* q/k/v fused in one prefill dispatch (qkvFusion) take the same tile shape as matmul */
+        add_knob_pref(plan, "matmul_qkv", "tiled", "WG_SIZE", "128");
+        add_knob_pref(plan, "matmul_qkv", "tiled", "TM", "16");
+        add_knob_pref(plan, "matmul_qk", "tiled", "WG_SIZE", "128");
+        add_knob_pref(plan, "matmul_qk", "tiled", "TM", "16");
+        add_knob_pref_for(plan, "f16", "matmul_qkv", "tiled", "RPT", "2");
+        add_knob_pref_for(plan, "f16", "matmul_qk", "tiled", "RPT", "2");
+        /* DQ: a prefill pass of 64 tokens or more dequantizes each quantized layer matrix to f16 just before
+         * its matmul (kernel dequant, into scratch that alternates between two sets so the next matrix's
+         * dequant overlaps this matmul) and runs the f16 tiled kernel above, at 2 rows a thread, on it: the
+         * f16 path's pp512 was 11.9-12.0 k tok/s on the 1B shape against 8.9-9.3 k for Q4_K_M, and writing
+         * the ~2 GB of f16 copies a 1B pass needs costs about a millisecond. Shorter passes keep the
+         * quantized kernel (the copies cost the same whatever the pass length). */
+        add_knob_pref(plan, "matmul", "tiled", "DQ", "64");
+        add_knob_pref(plan, "ffn_gate_up", "tiled", "DQ", "64");
+        add_knob_pref(plan, "matmul_qkv", "tiled", "DQ", "64");
+        add_knob_pref(plan, "matmul_qk", "tiled", "DQ", "64");
         /* Prefill stays on `tiled`: on the H200 the register-blocked tiled_rb (64 x 64 tiles, 256
          * threads) reached pp512 2582 tok/s on the Llama-3.2-1B Q4_K_M shape against tiled's 3403, and
          * 4362 against 5167 on F16 (32 x 32 tiles: 1255 / 1720); its single-buffered slabs leave the

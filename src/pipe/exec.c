@@ -76,6 +76,9 @@ struct disp {
     int layer;
     int capture;            /* > 0: after this dispatch, copy capture_slot into hidden[capture - 1] */
     struct slot *capture_slot;
+    /* > 0: replayed only in passes of at least min_T / at most max_T tokens. A DQ step has two variants in
+     * the prefill list, the quantized kernel for short passes and dequant + f16 kernel for long ones. */
+    int min_T, max_T;
 };
 
 struct phase {
@@ -122,6 +125,14 @@ struct dg_exec {
         GLuint id;
     } *views;
     int n_views, cap_views;
+    /* DQ prefill steps: f16 copies of quantized layer weights, written by kernel dequant into two sets of
+     * two regions (a step's weight and, for gate/up, its second weight). Steps alternate between the sets,
+     * so a step's dequant has no hazard with the previous step's matmul and the two can overlap. Regions
+     * grow at build as steps need; a buffer outgrown stays alive for the records that point at it. */
+    struct dg_buffer *dq[2][2];
+    uint64_t dq_size[2][2];
+    struct dg_buffer *dq_old[32];
+    int n_dq_old, dq_set;
 };
 
 /* ---- small helpers ---- */
@@ -390,7 +401,7 @@ static bool is_kv(const char *slot) { return !strcmp(slot, "k_cache") || !strcmp
 /* ---- building one step ---- */
 
 struct hazards {
-    char written[MAX_SLOTS + 2][DG_KP_NAME], read[MAX_SLOTS + 2][DG_KP_NAME];
+    char written[MAX_SLOTS + 6][DG_KP_NAME], read[MAX_SLOTS + 6][DG_KP_NAME]; /* + the 4 DQ regions */
     int nw, nr;
 };
 
@@ -404,7 +415,7 @@ static bool in_set(char set[][DG_KP_NAME], int n, const char *s)
 
 static void add_set(char set[][DG_KP_NAME], int *n, const char *s)
 {
-    if (!in_set(set, *n, s) && *n < MAX_SLOTS + 2)
+    if (!in_set(set, *n, s) && *n < MAX_SLOTS + 6)
         snprintf(set[(*n)++], DG_KP_NAME, "%s", s);
 }
 
@@ -603,8 +614,84 @@ static int64_t step_nsplit(const struct dg_kp_kernel *k, const struct dg_kp_step
     return n;
 }
 
-static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct dg_kp_step *s, int layer,
-                            const char *where, struct hazards *hz, int64_t T)
+/* A DQ variant being built: the f16 stand-ins of the step's quantized weights and the regions they live in */
+struct dq_ctx {
+    struct dg_gpu_tensor scr[2];
+    char region[2][DG_KP_NAME];
+    int n;
+};
+
+/* The f16 region `sub` of DQ set `set`, at least `bytes` long. */
+static dg_status dq_region(struct dg_exec *ex, int set, int sub, uint64_t bytes, struct dg_buffer **out)
+{
+    if (ex->dq_size[set][sub] < bytes) {
+        if (ex->dq[set][sub]) {
+            if (ex->n_dq_old == (int)(sizeof ex->dq_old / sizeof ex->dq_old[0]))
+                return dg_fail(DG_E_INTERNAL, "DQ scratch regions grew more than %d times",
+                               (int)(sizeof ex->dq_old / sizeof ex->dq_old[0]));
+            ex->dq_old[ex->n_dq_old++] = ex->dq[set][sub];
+            ex->dq[set][sub] = NULL;
+        }
+        dg_status st = dg_buffer_alloc(ex->gl, bytes, NULL, &ex->dq[set][sub]);
+        if (st)
+            return dg_fail_context(st, "DQ scratch region of %llu bytes: ", (unsigned long long)bytes);
+        ex->dq_size[set][sub] = bytes;
+        ex->slot_bytes += bytes;
+    }
+    *out = ex->dq[set][sub];
+    return DG_OK;
+}
+
+/* Pushes a dequant dispatch: tensor g (quantized, one row range) to f16 rows in dst (region `region`). */
+static dg_status push_dequant(struct dg_exec *ex, struct phase *ph, const struct dg_gpu_tensor *g, struct dg_buffer *dst,
+                              const char *region, struct hazards *hz, int layer, int64_t T, const char *where)
+{
+    const struct dg_kp_kernel *k = dg_kp_kernel_find(ex->reg, "dequant");
+    const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, "main") : NULL;
+    if (!e)
+        return dg_fail(DG_E_FORMAT, "%s: the registry has no kernel dequant with an entry main, which the DQ knob "
+                       "needs", where);
+    const struct dg_kp_knob *wg = dg_kp_knob_find(k, "WG_SIZE");
+    static const char *names[5] = {"WTYPE", "WROWBYTES", "K", "N", "WG_SIZE"};
+    char vals[5][DG_KP_VALUE];
+    snprintf(vals[0], sizeof vals[0], "%d", g->wtype);
+    snprintf(vals[1], sizeof vals[1], "%llu", (unsigned long long)g->row_bytes);
+    snprintf(vals[2], sizeof vals[2], "%lld", (long long)g->cols);
+    snprintf(vals[3], sizeof vals[3], "%lld", (long long)g->rows);
+    snprintf(vals[4], sizeof vals[4], "%s", wg ? wg->def : "256");
+    struct dg_define defs[5];
+    struct disp d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; i < 5; i++) {
+        defs[i].name = names[i];
+        defs[i].value = vals[i];
+        snprintf(d.env[i].name, DG_KP_NAME, "%s", names[i]);
+        d.env[i].v = strtoll(vals[i], NULL, 10);
+    }
+    d.nenv = 5;
+    dg_status st = dg_gl_program(ex->gl, k->file, defs, 5, &d.prog);
+    if (st)
+        return dg_fail_context(st, "%s (kernel dequant for %s): ", where, g->name);
+    d.k = k;
+    d.e = e;
+    snprintf(d.op, sizeof d.op, "dequant");
+    d.layer = layer;
+    d.loc_row0 = d.loc_nrows = d.loc_t0 = -1;
+    d.b[0] = (struct bindrec){1, g->buf, 0, round16(g->row_bytes * (uint64_t)g->rows), 0, 0, 0};
+    d.b[1] = (struct bindrec){3, dst, 0, (uint64_t)g->rows * (uint64_t)g->cols * 2, 0, 0, 0};
+    d.nb = 2;
+    if (in_set(hz->written, hz->nw, region) || in_set(hz->read, hz->nr, region)) {
+        d.barrier = true;
+        hz->nw = hz->nr = 0;
+    }
+    add_set(hz->written, &hz->nw, region);
+    if ((st = eval_groups(&d, T)))
+        return st;
+    return phase_push(ph, &d);
+}
+
+static dg_status build_step_one(struct dg_exec *ex, struct phase *ph, const struct dg_kp_step *s, int layer,
+                                const char *where, struct hazards *hz, int64_t T, struct dq_ctx *dq)
 {
     const struct dg_kp_kernel *k = dg_kp_kernel_find(ex->reg, s->kernel);
     const struct dg_kp_entry *e = k ? dg_kp_entry_find(k, s->entry) : NULL;
@@ -696,6 +783,38 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
         }
     }
 
+    /* DQ variant: each quantized matrix (one row range, an f16 copy within the SSBO block limit) is read
+     * as the f16 rows a dequant dispatch writes just before this step; the rest of the step is built as
+     * for an f16 path */
+    for (int bi = 0; dq && bi < k->n_bindings; bi++) {
+        struct dg_gpu_tensor *g = c.w[bi];
+        if (k->bindings[bi].kind != DG_KB_WEIGHT || !g || g->ndim < 2 || g->n_parts > 1 ||
+            dg_dtype_info(g->dtype)->block_elems < 32 || g->cols % 32)
+            continue;
+        uint64_t bytes = (uint64_t)g->rows * (uint64_t)g->cols * 2;
+        if (dq->n == 2 || (int64_t)bytes > dg_gl_caps(ex->gl)->max_ssbo_block_size)
+            continue;
+        struct dg_buffer *buf = NULL;
+        snprintf(dq->region[dq->n], DG_KP_NAME, "dq.%d.%d", ex->dq_set, dq->n);
+        dg_status st = dq_region(ex, ex->dq_set, dq->n, bytes, &buf);
+        if (!st)
+            st = push_dequant(ex, ph, g, buf, dq->region[dq->n], hz, layer, T, where);
+        if (st)
+            return st;
+        struct dg_gpu_tensor *f = &dq->scr[dq->n++];
+        *f = *g;
+        f->buf = buf;
+        f->dtype = DG_DT_F16;
+        f->wtype = DG_DT_F16;
+        f->row_bytes = (uint64_t)g->cols * 2;
+        f->n_parts = 1;
+        if (c.primary == g)
+            c.primary = f;
+        c.w[bi] = f;
+    }
+    if (dq && dq->n)
+        ex->dq_set ^= 1;
+
     /* defines */
     struct dg_define defs[DG_KP_MAX_KNOBS + 8];
     char vals[DG_KP_MAX_KNOBS + 8][DG_KP_VALUE];
@@ -742,7 +861,8 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
                 d.nenv++;
             }
         }
-        if (v) {
+        /* DQ is the executor's (build_step), not the shader's: programs stay shared across its values */
+        if (v && strcmp(kn->name, "DQ")) {
             defs[nd].name = kn->name;
             defs[nd].value = v;
             nd++;
@@ -829,8 +949,12 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
         if (writes && (in_set(hz->written, hz->nw, nm) || in_set(hz->read, hz->nr, nm)))
             barrier = true;
     }
+    for (int i = 0; dq && i < dq->n; i++)
+        barrier |= in_set(hz->written, hz->nw, dq->region[i]);
     if (barrier)
         hz->nw = hz->nr = 0;
+    for (int i = 0; dq && i < dq->n; i++)
+        add_set(hz->read, &hz->nr, dq->region[i]);
     for (int bi = 0; bi < k->n_bindings; bi++) {
         const char *nm = c.slotname[bi];
         if (!nm)
@@ -931,6 +1055,53 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
         if (st)
             return st;
     }
+    return DG_OK;
+}
+
+/* Builds a step. A tiled prefill step of a layer with knob DQ > 0 gets two variants: its own kernel on the
+ * quantized weights for passes under DQ tokens, and for longer passes the weights dequantized to f16 by
+ * kernel dequant and the step built as on an f16 path (the plan's f16 knob preferences): the f16 tiled
+ * kernel runs faster than the quantized one by more than the dequantization costs once a pass is long
+ * enough (measured: src/kpath/plan.c, nvidia profile). Each variant's barriers are computed from the
+ * same state before the step; the state after is the union of both. */
+static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct dg_kp_step *s, int layer,
+                            const char *where, struct hazards *hz, int64_t T)
+{
+    int64_t dqmin = 0;
+    for (int i = 0; i < s->n_consts; i++)
+        if (!strcmp(s->consts[i].name, "DQ"))
+            dqmin = strtoll(s->consts[i].value, NULL, 10);
+    if (dqmin <= 0 || dqmin > T || T <= 1 || layer < 0 || strcmp(s->entry, "tiled"))
+        return build_step_one(ex, ph, s, layer, where, hz, T, NULL);
+    if (dqmin > INT32_MAX)
+        return dg_fail(DG_E_FORMAT, "%s: DQ %lld is too large", where, (long long)dqmin);
+    struct hazards before = *hz, after_q;
+    int n0 = ph->n;
+    dg_status st = build_step_one(ex, ph, s, layer, where, hz, T, NULL);
+    if (st)
+        return st;
+    after_q = *hz;
+    *hz = before;
+    int n1 = ph->n;
+    struct dg_kp_step f16 = *s;
+    dg_kplan_step_prefs(&ex->plan, ex->reg, "f16", &f16);
+    struct dq_ctx dq;
+    memset(&dq, 0, sizeof dq);
+    if ((st = build_step_one(ex, ph, &f16, layer, where, hz, T, &dq)))
+        return st;
+    if (!dq.n) { /* nothing quantized to dequantize: the first variant serves every pass */
+        ph->n = n1;
+        *hz = after_q;
+        return DG_OK;
+    }
+    for (int i = n0; i < n1; i++)
+        ph->d[i].max_T = (int)dqmin - 1;
+    for (int i = n1; i < ph->n; i++)
+        ph->d[i].min_T = (int)dqmin;
+    for (int i = 0; i < after_q.nw; i++)
+        add_set(hz->written, &hz->nw, after_q.written[i]);
+    for (int i = 0; i < after_q.nr; i++)
+        add_set(hz->read, &hz->nr, after_q.read[i]);
     return DG_OK;
 }
 
@@ -1209,6 +1380,10 @@ void dg_exec_destroy(struct dg_exec *ex)
     dg_buffer_release(ex->gl, ex->ubo);
     for (int i = 0; i < ex->n_views; i++)
         dg_image_view_delete(ex->gl, ex->views[i].id);
+    for (int i = 0; i < 4; i++)
+        dg_buffer_release(ex->gl, ex->dq[i / 2][i % 2]);
+    for (int i = 0; i < ex->n_dq_old; i++)
+        dg_buffer_release(ex->gl, ex->dq_old[i]);
     free(ex->views);
     free(ex->kcache);
     free(ex->vcache);
@@ -1420,6 +1595,11 @@ static dg_status replay_one(struct dg_exec *ex, struct replay *rp, const struct 
     return DG_OK;
 }
 
+static bool disp_active(const struct disp *d, int n)
+{
+    return (d->min_T <= 0 || n >= d->min_T) && (d->max_T <= 0 || n <= d->max_T);
+}
+
 static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *logits, float *hidden, int hid_off,
                           int n_total)
 {
@@ -1459,8 +1639,12 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     /* nobody reads this pass's logits back: its LM head computes the last token's row only */
     bool last_row = n > 1 && !logits && !hidden && ex->lm_last.n > 0;
+    bool pending_barrier = false;
     for (int i = 0; i < ph->n; i++) {
         if (last_row && i == ex->lm_first) {
+            if (pending_barrier && !ex->lm_last.d[0].barrier)
+                dg_gl_barrier(ex->gl);
+            pending_barrier = false;
             for (int j = 0; j < ex->lm_last.n; j++)
                 if ((st = replay_one(ex, &rp, &ex->lm_last.d[j], (GLuint)(n - 1))))
                     return st;
@@ -1468,8 +1652,16 @@ static dg_status run_pass(struct dg_exec *ex, const int32_t *ids, int n, float *
             continue;
         }
         struct disp *d = &ph->d[i];
-        if ((st = replay_one(ex, &rp, d, 0)))
-            return st;
+        if (!disp_active(d, n)) {
+            pending_barrier |= d->barrier; /* a skipped variant's barrier orders what comes after it too */
+        } else {
+            if (pending_barrier && !d->barrier)
+                dg_gl_barrier(ex->gl);
+            pending_barrier = false;
+            if ((st = replay_one(ex, &rp, d, 0)))
+                return st;
+        }
+        /* a layer's last record may be a skipped variant: its capture still marks the end of the layer */
         if (hidden && d->capture > 0) {
             struct slot *s = d->capture_slot ? d->capture_slot : hs;
             if (s) {
@@ -1638,14 +1830,17 @@ void dg_exec_stats(const struct dg_exec *ex, struct dg_exec_stats *st)
 {
     memset(st, 0, sizeof *st);
     for (int p = 0; p < 2; p++) {
-        int nb = 0;
+        int nd = 0, nb = 0; /* the records a pass of the full batch replays (DQ variants: the long one) */
         for (int i = 0; i < ex->ph[p].n; i++)
-            nb += ex->ph[p].d[i].barrier;
+            if (disp_active(&ex->ph[p].d[i], p ? ex->max_batch : 1)) {
+                nd++;
+                nb += ex->ph[p].d[i].barrier;
+            }
         if (p == 0) {
-            st->dispatches_decode = ex->ph[p].n;
+            st->dispatches_decode = nd;
             st->barriers_decode = nb;
         } else {
-            st->dispatches_prefill = ex->ph[p].n;
+            st->dispatches_prefill = nd;
             st->barriers_prefill = nb;
         }
     }
@@ -1673,6 +1868,10 @@ void dg_exec_print(const struct dg_exec *ex, FILE *out)
                 continue;
             fprintf(out, "  %s%-3d %-12s %s/%s  groups %u,%u,%u%s", d->barrier ? "| " : "  ", i, d->op, d->k->name,
                     d->e->name, d->groups[0], d->groups[1], d->groups[2], d->layer == 0 ? "  (layer 0)" : "");
+            if (d->min_T > 0)
+                fprintf(out, "  (passes of >= %d tokens)", d->min_T);
+            if (d->max_T > 0)
+                fprintf(out, "  (passes of <= %d tokens)", d->max_T);
             fprintf(out, "\n        ");
             for (int j = 0; j < d->nenv; j++)
                 fprintf(out, "%s=%lld ", d->env[j].name, (long long)d->env[j].v);

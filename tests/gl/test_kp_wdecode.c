@@ -149,3 +149,64 @@ DG_TEST(kp_wdecode_every_gguf_type)
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         check_type(gl, types[i]);
 }
+
+/* glsl/dequant.glsl (the DQ prefill path's weights to f16) for every type it takes (block formats read in
+ * 32-element chunks), on the same random blocks as above: each element must be dg_dequantize's value
+ * rounded to f16. Tolerance per element: 2^-10 of |value| (one f16 ulp: packHalf2x16 may round to nearest
+ * or toward zero, the spec leaves it to the implementation), plus 2^-24 (f16's subnormal spacing, for the
+ * K types' d * q - m near zero), plus the decoder's own 1e-6 of the largest |value| (see above). */
+static void check_dequant(struct dg_gl *gl, enum dg_dtype dt)
+{
+    const bool kq = dg_dtype_info(dt)->block_elems == 256;
+    const int N = 7, K = kq ? 512 : 96;
+    uint64_t rb = dg_dtype_row_bytes(dt, (uint64_t)K);
+    uint64_t wbytes = rb * (uint64_t)N + 16;
+    uint8_t *w = calloc(1, wbytes);
+    float *ref = malloc(sizeof(float) * (size_t)N * K);
+    uint16_t *h = malloc(2 * (size_t)N * K);
+    if (!w || !ref || !h) {
+        dg_test_fail(__FILE__, __LINE__, "out of memory");
+        goto out;
+    }
+    random_weights(dt, w, (uint64_t)N * K);
+    CHECK_OK(dg_dequantize(dt, w, ref, (uint64_t)N * K));
+    char ns[16], ks[16], wts[8], rbs[24];
+    snprintf(ns, sizeof ns, "%d", N);
+    snprintf(ks, sizeof ks, "%d", K);
+    snprintf(wts, sizeof wts, "%d", (int)dt);
+    snprintf(rbs, sizeof rbs, "%llu", (unsigned long long)rb);
+    struct dg_define d[] = {{"N", ns}, {"K", ks}, {"WTYPE", wts}, {"WROWBYTES", rbs}, {"WG_SIZE", "16"}};
+    struct kt_buf bufs[] = {{1, w, wbytes, NULL}, {3, NULL, 2 * (uint64_t)N * K, h}};
+    uint32_t ubo[4] = {0, 1, 0, 0};
+    unsigned groups = (unsigned)((N * (K / 32) + 15) / 16); /* 16-invocation groups: the last one partly idle */
+    if (!kt_run(gl, "dequant.glsl", d, 5, bufs, 2, ubo, groups, 1, 1, 0, (uint32_t)N))
+        goto out;
+    double mx = 0;
+    for (int i = 0; i < N * K; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    int bad = 0;
+    for (int i = 0; i < N * K; i++) {
+        double g = dg_f16_to_f32(h[i]), r = ref[i];
+        double tol = ldexp(fabs(r), -10) + ldexp(1.0, -24) + 1e-6 * mx;
+        if (fabs(g - r) > tol && bad++ < 4)
+            printf("    dequant %s element %d (row %d): gpu %.9g cpu %.9g\n", dg_dtype_info(dt)->name, i, i / K, g, r);
+    }
+    CHECK_MSG(bad == 0, "dequant %s: %d of %d elements are not the CPU value in f16", dg_dtype_info(dt)->name, bad,
+              N * K);
+    CHECK_MSG(mx > 0, "%s: the random weights decoded to all zeros", dg_dtype_info(dt)->name);
+out:
+    free(w);
+    free(ref);
+    free(h);
+}
+
+DG_TEST(kp_dequant_f16_every_block_type)
+{
+    struct dg_gl *gl = dg_test_gl();
+    if (!gl)
+        return;
+    static const enum dg_dtype types[] = {DG_DT_Q8_0, DG_DT_Q4_0, DG_DT_Q4_1, DG_DT_Q5_0, DG_DT_Q5_1,
+                                          DG_DT_Q4_K, DG_DT_Q5_K, DG_DT_Q6_K, DG_DT_MXFP4};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        check_dequant(gl, types[i]);
+}
