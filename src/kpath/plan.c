@@ -346,16 +346,19 @@ dg_status dg_kplan_apply_profile(struct dg_kplan *plan, const char *profile)
         add_knob_pref(plan, "matmul_qk", "tiled", "TM", "16");
         add_knob_pref_for(plan, "f16", "matmul_qkv", "tiled", "RPT", "2");
         add_knob_pref_for(plan, "f16", "matmul_qk", "tiled", "RPT", "2");
-        /* DQ: a prefill pass of 64 tokens or more dequantizes each quantized layer matrix to f16 just before
-         * its matmul (kernel dequant, into scratch that alternates between two sets so the next matrix's
-         * dequant overlaps this matmul) and runs the f16 tiled kernel above, at 2 rows a thread, on it: the
-         * f16 path's pp512 was 11.9-12.0 k tok/s on the 1B shape against 8.9-9.3 k for Q4_K_M, and writing
-         * the ~2 GB of f16 copies a 1B pass needs costs about a millisecond. Shorter passes keep the
-         * quantized kernel (the copies cost the same whatever the pass length). */
-        add_knob_pref(plan, "matmul", "tiled", "DQ", "64");
-        add_knob_pref(plan, "ffn_gate_up", "tiled", "DQ", "64");
-        add_knob_pref(plan, "matmul_qkv", "tiled", "DQ", "64");
-        add_knob_pref(plan, "matmul_qk", "tiled", "DQ", "64");
+        /* DQ: a full prefill pass (512 tokens, the executor's batch) dequantizes each quantized layer matrix
+         * to f16 just before its matmul (kernel dequant, into scratch that alternates between two sets so
+         * the next matrix's dequant overlaps this matmul) and runs the f16 tiled kernel above, at 2 rows a
+         * thread, on it. H100, same machine, A/B (bench-results/2026-12-05-nvidia-h100-round11.txt):
+         * Llama-3.2-1B Q4_K_M pp512 9285 / 9285 -> 11184 / 11273 tok/s, the dequant dispatches 2.3 ms of a
+         * 45.8 ms pass; Qwen3-0.6B Q4_K_M 16070 / 15949 -> 15515 / 15162 (its 1024-row o and down
+         * matrices at 2 rows a thread fill only 128 workgroups). At 64 tokens both lose 40% (the f16
+         * kernel's grid is 8x smaller there), so shorter passes keep the quantized kernel; where between
+         * 64 and 512 it starts to pay was not measured. */
+        add_knob_pref(plan, "matmul", "tiled", "DQ", "512");
+        add_knob_pref(plan, "ffn_gate_up", "tiled", "DQ", "512");
+        add_knob_pref(plan, "matmul_qkv", "tiled", "DQ", "512");
+        add_knob_pref(plan, "matmul_qk", "tiled", "DQ", "512");
         /* Prefill stays on `tiled`: on the H200 the register-blocked tiled_rb (64 x 64 tiles, 256
          * threads) reached pp512 2582 tok/s on the Llama-3.2-1B Q4_K_M shape against tiled's 3403, and
          * 4362 against 5167 on F16 (32 x 32 tiles: 1255 / 1720); its single-buffered slabs leave the
