@@ -1077,8 +1077,10 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
         return dg_fail(DG_E_FORMAT, "%s: DQ %lld is too large", where, (long long)dqmin);
     struct hazards before = *hz, after_q;
     int n0 = ph->n;
-    dg_status st = build_step_one(ex, ph, s, layer, where, hz, T, NULL);
-    if (st)
+    dg_status st = DG_OK;
+    /* DQ 1: every pass takes the f16 variant, so there is no quantized one (a record's max_T of 0 would
+     * mean "any pass", and both would run) */
+    if (dqmin > 1 && (st = build_step_one(ex, ph, s, layer, where, hz, T, NULL)))
         return st;
     after_q = *hz;
     *hz = before;
@@ -1089,10 +1091,10 @@ static dg_status build_step(struct dg_exec *ex, struct phase *ph, const struct d
     memset(&dq, 0, sizeof dq);
     if ((st = build_step_one(ex, ph, &f16, layer, where, hz, T, &dq)))
         return st;
-    if (!dq.n) { /* nothing quantized to dequantize: the first variant serves every pass */
+    if (!dq.n) { /* nothing quantized to dequantize: the step as written serves every pass */
         ph->n = n1;
         *hz = after_q;
-        return DG_OK;
+        return dqmin > 1 ? DG_OK : build_step_one(ex, ph, s, layer, where, hz, T, NULL);
     }
     for (int i = n0; i < n1; i++)
         ph->d[i].max_T = (int)dqmin - 1;

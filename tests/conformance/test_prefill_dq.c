@@ -1,9 +1,9 @@
 /* test_prefill_dq.c: the DQ knob of the tiled prefill matmuls (the nvidia profile sets it): a prefill pass of
  * at least DQ tokens dequantizes each quantized layer weight to f16 (glsl/dequant.glsl) and runs the f16
  * tiled kernel on it; a shorter pass keeps the quantized kernel. Each model runs a 16-token prompt and 8
- * decode steps three times under the llvmpipe profile (prefill on `tiled`): DQ off, DQ 32 (over the
+ * decode steps four times under the llvmpipe profile (prefill on `tiled`): DQ off, DQ 32 (over the
  * prompt: the quantized variant, so the logits must equal the first run's exactly) and DQ 8 (the f16
- * variant). The f16 copies round each weight once (relative error <= 2^-11), which moves a logit by about
+ * variant), and DQ 1 (no quantized variant built: must equal DQ 8 exactly). The f16 copies round each weight once (relative error <= 2^-11), which moves a logit by about
  * 2^-11 * sqrt(K) * |w||x| summed over the layers; for these 6-layer, 256-wide models that is about 1e-3 of the
  * largest logit at most, and the bound is 2e-3 of max(1, max |logit|) (measured: see the printed figure).
  * The decode rows after the prompt run on the quantized GEMVs in every run but read a KV cache the
@@ -46,18 +46,20 @@ static void check(const char *rel)
     if (dg_test_failed())
         return;
     size_t n = (size_t)DQ_TOKENS * (size_t)m.hp.vocab;
-    float *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b), *c = calloc(n, sizeof *c);
-    CHECK(a && b && c);
-    struct dg_exec_stats sa, sb, sc;
+    float *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b), *c = calloc(n, sizeof *c), *d = calloc(n, sizeof *d);
+    CHECK(a && b && c && d);
+    struct dg_exec_stats sa, sb, sc, sd;
+    memset(&sd, 0, sizeof sd);
     memset(&sa, 0, sizeof sa);
     memset(&sb, 0, sizeof sb);
     memset(&sc, 0, sizeof sc);
     char pj[512];
-    if (a && b && c) {
+    if (a && b && c && d) {
         struct dg_exec_options opt = {.ctx = 64, .max_batch = DQ_PROMPT};
         CHECK_OK(conf_run_ids(gl, &m, "llvmpipe", plan_dq(0, pj, sizeof pj), &opt, DQ_PROMPT, DQ_TOKENS, a, &sa));
         CHECK_OK(conf_run_ids(gl, &m, "llvmpipe", plan_dq(32, pj, sizeof pj), &opt, DQ_PROMPT, DQ_TOKENS, b, &sb));
         CHECK_OK(conf_run_ids(gl, &m, "llvmpipe", plan_dq(8, pj, sizeof pj), &opt, DQ_PROMPT, DQ_TOKENS, c, &sc));
+        CHECK_OK(conf_run_ids(gl, &m, "llvmpipe", plan_dq(1, pj, sizeof pj), &opt, DQ_PROMPT, DQ_TOKENS, d, &sd));
     }
     if (!dg_test_failed()) {
         int row;
@@ -70,6 +72,11 @@ static void check(const char *rel)
         CHECK_MSG(w <= 2e-3, "%s: logits with f16 prefill weights differ by %.3e (position %d; bound 2e-3)", rel, w,
                   row);
         CHECK_MSG(w > 0, "%s: DQ 8 left the logits bit-identical: the f16 variant did not run", rel);
+        /* DQ 1 has no quantized variant at all: the same f16 programs as DQ 8, run once each */
+        double w1 = conf_worst(d, c, DQ_TOKENS, m.hp.vocab, &row);
+        CHECK_MSG(w1 == 0 && sd.dispatches_prefill == sc.dispatches_prefill, "%s: DQ 1 against DQ 8: logits differ "
+                  "by %.3e (position %d), %d / %d prefill dispatches", rel, w1, row, sd.dispatches_prefill,
+                  sc.dispatches_prefill);
         /* a layer's quantized matrices: q/k/v (one, or two with q/k fused), o, gate/up (two), down */
         CHECK_MSG(sc.dispatches_prefill >= sa.dispatches_prefill + 5 * m.hp.n_layers,
                   "%s: %d prefill dispatches with DQ against %d without: the dequant dispatches are missing", rel,
@@ -81,6 +88,7 @@ static void check(const char *rel)
     free(a);
     free(b);
     free(c);
+    free(d);
     dg_model_close(&m);
 }
 
